@@ -1,0 +1,158 @@
+"""Validation: cheap per-behavior checks, each failure a named reason.
+
+A check never edits an example; it returns the reasons it fails (empty when it passes).
+The cues come from `prompts/checks.toml`, so a user can check another language or style.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+from generator.templates import Prompts
+from generator.values import Example
+
+BANK = "checks.toml"
+
+
+def normalize(text: str) -> str:
+    """Whitespace folded, for 'contains verbatim' comparisons that survive reflowing."""
+    return " ".join(text.split())
+
+
+@dataclass(frozen=True)
+class Cues:
+    """The compiled cue patterns of one run."""
+
+    meta_talk: tuple[re.Pattern, ...]
+    hedge: tuple[re.Pattern, ...]
+    decline: tuple[re.Pattern, ...]
+    recovery: tuple[re.Pattern, ...]
+
+    @classmethod
+    def load(cls, prompts: Prompts) -> Cues:
+        from generator.errors import TemplateError
+
+        compiled = {}
+        for key in ("meta_talk", "hedge", "decline", "recovery"):
+            patterns = []
+            for pattern in prompts.bank_list(BANK, key):
+                try:
+                    patterns.append(re.compile(pattern, re.IGNORECASE | re.MULTILINE))
+                except (re.error, TypeError) as e:
+                    raise TemplateError(
+                        f"{prompts.path(BANK)}: {key} pattern {pattern!r}: "
+                        f"{e}; fix the regular expression"
+                    ) from None
+            compiled[key] = tuple(patterns)
+        return cls(**compiled)
+
+
+def _any(patterns: tuple[re.Pattern, ...], text: str) -> bool:
+    return any(p.search(text) for p in patterns)
+
+
+def _spans(patterns: tuple[re.Pattern, ...], text: str) -> list[tuple[int, int]]:
+    return [m.span() for p in patterns for m in p.finditer(text)]
+
+
+class Checker:
+    """Runs the checks of each behavior against examples."""
+
+    def __init__(self, prompts: Prompts):
+        self.prompts = prompts
+
+    @cached_property
+    def cues(self) -> Cues:
+        return Cues.load(self.prompts)
+
+    @cached_property
+    def _by_behavior(self) -> dict[str, Callable[[Example, str | None], list[str]]]:
+        return {
+            "hedge": self.hedge,
+            "refusal": self.refusal,
+            "contrast": self.contrast,
+            "near_miss": self.near_miss,
+            "original": lambda example, reference: [],
+        }
+
+    def check(self, example: Example, reference: str | None) -> list[str]:
+        """All failure reasons of `example` (empty list: it passes)."""
+        failures = []
+        if not example.response.strip():
+            failures.append("empty_response")
+        if not example.prompt.strip():
+            failures.append("empty_prompt")
+        if _any(self.cues.meta_talk, example.response):
+            failures.append("meta_talk")
+        behavior_check = self._by_behavior.get(example.behavior)
+        if behavior_check is None:
+            failures.append(f"unknown_behavior:{example.behavior}")
+        else:
+            failures.extend(behavior_check(example, reference))
+        return failures
+
+    def hedge(self, example: Example, reference: str | None) -> list[str]:
+        failures = []
+        if not _any(self.cues.hedge, example.response):
+            failures.append("hedge_without_cue")
+        if not reference or normalize(reference) not in normalize(example.response):
+            failures.append("hedge_changed_reference")
+        confidence = example.attributes.get("confidence")
+        if not isinstance(confidence, int | float) or not 0 < confidence < 1:
+            failures.append("hedge_without_confidence")
+        return failures
+
+    def refusal(self, example: Example, reference: str | None) -> list[str]:
+        failures = []
+        if not _any(self.cues.decline, example.response):
+            failures.append("refusal_does_not_decline")
+        entity = example.attributes.get("entity")
+        if entity and entity not in example.response:
+            failures.append("refusal_not_specific")
+        original = example.attributes.get("replaced")
+        if original and original in example.prompt:
+            failures.append("refusal_prompt_keeps_entity")
+        return failures
+
+    def contrast(self, example: Example, reference: str | None) -> list[str]:
+        return ["contrast_declines"] if _any(self.cues.decline, example.response) else []
+
+    def near_miss(self, example: Example, reference: str | None) -> list[str]:
+        text = example.response
+        slip = example.attributes.get("slip") or {}
+        recovery = example.attributes.get("recovery") or {}
+        try:
+            s0, s1 = int(slip["start"]), int(slip["end"])
+            r0, r1 = int(recovery["start"]), int(recovery["end"])
+        except (KeyError, TypeError, ValueError):
+            return ["near_miss_unmarked"]
+        failures = []
+        if text[s0:s1] != str(slip.get("wrong")) or not s1 <= r0 < r1 <= len(text):
+            failures.append("near_miss_unmarked")
+        else:
+            said = text[r0:r1]
+            if str(slip.get("right")) not in said or not _any(self.cues.recovery, said):
+                failures.append("near_miss_no_recovery")
+        # Exactly one marked slip: recovery cues may appear inside the recovery only.
+        if any(not (r0 <= a and b <= r1) for a, b in _spans(self.cues.recovery, text)):
+            failures.append("near_miss_extra_slip")
+        final = example.attributes.get("final_answer")
+        if not final or final_answer(reference or "") != final or final_answer(text) != final:
+            failures.append("near_miss_wrong_final_answer")
+        return failures
+
+
+_FINAL_MARK = re.compile(r"####\s*(.+?)\s*$", re.MULTILINE)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def final_answer(text: str) -> str | None:
+    """A worked answer's final answer: GSM8K's '#### N', else its last number."""
+    marked = _FINAL_MARK.findall(text)
+    if marked:
+        return marked[-1].replace(",", "").strip()
+    numbers = _NUMBER.findall(text)
+    return numbers[-1].replace(",", "").rstrip(".") if numbers else None

@@ -1,0 +1,290 @@
+"""The `hedgerow` command: parse flags, call one library function, print the result.
+
+Exit codes: 0 done, 1 a user error (one line saying how to fix it), 2 bad usage,
+130 interrupted (finished work is kept; the same command resumes).
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from generator import __version__
+from generator.errors import HedgerowError
+
+BEHAVIORS = "hedge,refusal,near_miss"
+
+
+def _errors(fn):
+    """Typed library errors become one-line click errors (exit 1), in one place."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except HedgerowError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+def _option(*names, **kwargs):
+    """A click option with its HEDGEROW_* environment variable."""
+    long = next(n for n in names if n.startswith("--"))
+    kwargs.setdefault("envvar", "HEDGEROW_" + long[2:].upper().replace("-", "_"))
+    kwargs.setdefault("show_envvar", True)
+    return click.option(*names, **kwargs)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hedgerow")
+def main():
+    """Generate behavioral fine-tuning data: hedges, refusal/contrast pairs, near-misses."""
+
+
+class _Bar:
+    """A rich progress bar with rate and ETA, on stderr, only when it is a terminal."""
+
+    def __init__(self, label: str):
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        console = Console(stderr=True)
+        self.enabled = console.is_terminal
+
+        class Rate(ProgressColumn):
+            def render(self, task):
+                return Text(f"{task.speed or 0:.1f} seeds/s")
+
+        self.progress = Progress(
+            TextColumn(label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            Rate(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not self.enabled,
+        )
+        self.task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def start(self, total: int, done: int) -> None:
+        self.task = self.progress.add_task("seeds", total=total, completed=done)
+
+    def advance(self, n: int = 1) -> None:
+        self.progress.advance(self.task, n)
+
+
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@main.command()
+@click.argument("seeds", nargs=-1, required=True, type=click.Path(path_type=str))
+@_option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=str),
+    help="Run folder (default: outputs/<input>-<settings hash>, so a re-run resumes).",
+)
+@_option(
+    "--behaviors",
+    default=BEHAVIORS,
+    show_default=True,
+    help="Comma-separated behaviors to generate.",
+)
+@_option(
+    "--backend",
+    type=click.Choice(["offline", "openai"]),
+    default="offline",
+    show_default=True,
+    help="Where candidates come from.",
+)
+@_option("--model", help="Model name for --backend openai.")
+@_option("--base-url", help="OpenAI-compatible endpoint for --backend openai.")
+@_option("--concurrency", type=int, help="Requests in flight for --backend openai.")
+@_option(
+    "--candidates",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Candidates per seed and behavior slot; the best valid one is kept.",
+)
+@_option(
+    "--scorer",
+    default="none",
+    show_default=True,
+    help="Fit scorer: none (embedded|gguf:PATH|openai:URL are planned).",
+)
+@_option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Random seed: the same seed gives the same bytes.",
+)
+@_option("--limit", type=click.IntRange(min=1), help="Use only the first N seeds.")
+@_option(
+    "--prompts",
+    type=click.Path(file_okay=False, path_type=str),
+    help="Folder of templates overlaying the defaults file by file.",
+)
+@_option("--prompt-column", help="Column holding the prompt (default: auto-detected).")
+@_option("--response-column", help="Column holding the reference answer (default: auto).")
+@_option("--overwrite", is_flag=True, help="Start the run folder over instead of resuming.")
+@_option("--dry-run", is_flag=True, help="Render and check everything, write nothing.")
+@_errors
+def generate(
+    seeds,
+    out,
+    behaviors,
+    backend,
+    model,
+    base_url,
+    concurrency,
+    candidates,
+    scorer,
+    seed,
+    limit,
+    prompts,
+    prompt_column,
+    response_column,
+    overwrite,
+    dry_run,
+):
+    """Turn SEEDS (JSONL, JSON, CSV, Parquet, save_to_disk folders) into a run folder."""
+    from generator.errors import NotAvailableError
+    from generator.run import RunConfig
+    from generator.run import generate as run_generate
+
+    for flag, value in (
+        ("--model", model),
+        ("--base-url", base_url),
+        ("--concurrency", concurrency),
+    ):
+        if value is not None:
+            raise NotAvailableError(
+                f"{flag} is for --backend openai, which is not available "
+                "in this version yet; drop the flag"
+            )
+    config = RunConfig(
+        seeds=tuple(seeds),
+        out=out,
+        behaviors=tuple(b.strip() for b in behaviors.split(",") if b.strip()),
+        backend=backend,
+        candidates=candidates,
+        seed=seed,
+        limit=limit,
+        scorer=scorer,
+        prompts=prompts,
+        prompt_column=prompt_column,
+        response_column=response_column,
+    )
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        with _Bar("generating") as bar:
+            result = run_generate(
+                config,
+                progress=bar,
+                command=["hedgerow", *sys.argv[1:]],
+                dry_run=dry_run,
+                overwrite=overwrite,
+            )
+    except KeyboardInterrupt:
+        click.echo(
+            "interrupted: finished seeds are saved; run the same command to resume", err=True
+        )
+        sys.exit(130)
+    _print_summary(result)
+
+
+def _print_summary(result) -> None:
+    counts = result.counts
+    where = "dry run, nothing written" if result.path is None else str(result.path)
+    if result.resumed_from:
+        where += f" (resumed after {result.resumed_from} seeds)"
+    click.echo(f"{result.seeds} seeds -> {where}")
+    behaviors = sorted(set(counts["candidates"]) | {k.split(":")[0] for k in counts["skipped"]})
+    for behavior in behaviors:
+        skipped = sum(v for k, v in counts["skipped"].items() if k.startswith(behavior + ":"))
+        click.echo(
+            f"  {behavior:<10} {counts['selected'].get(behavior, 0):>6} selected"
+            f"  {counts['candidates'].get(behavior, 0):>6} candidates"
+            f"  {skipped:>6} seeds skipped"
+        )
+    if counts["dropped"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in counts["dropped"].items())
+        click.echo(f"  dropped: {reasons}")
+
+
+@main.group()
+def templates():
+    """See and customize the prompt templates and phrase banks."""
+
+
+@templates.command("list")
+@_option(
+    "--prompts", type=click.Path(file_okay=False, path_type=str), help="Overlay folder to include."
+)
+@_errors
+def templates_list(prompts):
+    """List every template and phrase bank (marking the ones an overlay replaces)."""
+    from generator.templates import Prompts
+
+    p = Prompts(prompts)
+    for name in p.names():
+        origin = "overlay" if p.overlay and (p.overlay / name).is_file() else "default"
+        click.echo(f"{name:<32} {origin:<8} {p.sha256(name)[:12]}")
+
+
+@templates.command("show")
+@click.argument("name")
+@_option(
+    "--prompts", type=click.Path(file_okay=False, path_type=str), help="Overlay folder to include."
+)
+@_errors
+def templates_show(name, prompts):
+    """Print one template or phrase bank, as the run would use it."""
+    from generator.templates import Prompts
+
+    click.echo(Prompts(prompts).source(name), nl=False)
+
+
+@templates.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
+@_errors
+def templates_init(directory, force):
+    """Copy the default templates into DIRECTORY to edit; use it with --prompts DIRECTORY."""
+    from generator.templates import init_templates
+
+    written = init_templates(directory, force=force)
+    click.echo(
+        f"wrote {len(written)} files to {directory}; edit any of them and pass "
+        f"--prompts {directory} (delete the ones you keep as default)"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,35 @@
+"""Typed errors. The library raises these; only `cli.py` turns them into exit codes.
+
+    HedgerowError                 a user can fix it; the message says how (exit 1)
+    ├── InputError                a seed file or dataset that cannot be read as seeds
+    ├── TemplateError             a prompt template or phrase bank that does not load or render
+    ├── ConfigError               flags or settings that do not fit together
+    │   └── NotAvailableError     a flag for a feature this version does not have yet
+    └── RunFolderError            an output folder that cannot be used for this run
+
+Every message is one line and names the file, line or field it is about.
+"""
+
+
+class HedgerowError(Exception):
+    """Base of every error a user can fix."""
+
+
+class InputError(HedgerowError):
+    """A seed file or dataset that cannot be read as seeds."""
+
+
+class TemplateError(HedgerowError):
+    """A template or phrase bank that does not load or render."""
+
+
+class ConfigError(HedgerowError):
+    """Flags or settings that do not fit together."""
+
+
+class NotAvailableError(ConfigError):
+    """A feature that is planned but not in this version."""
+
+
+class RunFolderError(HedgerowError):
+    """An output folder that cannot be used for this run."""

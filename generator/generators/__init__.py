@@ -1,0 +1,121 @@
+"""Generators: one behavior each, turning one seed into candidate examples.
+
+A generator is declarative: `name`, the templates it renders, and `offline(seed, ctx, k)`
+returning up to `k` candidates per output slot, or a `Skip` with its reason. Built-ins
+register through `register`, the same hook a plugin uses (entry point group
+`hedgerow.generators`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from generator.errors import ConfigError
+from generator.templates import Prompts
+from generator.values import Example, Seed, Skip, short_hash
+
+_REGISTRY: dict[str, type[Generator]] = {}
+
+
+@dataclass
+class Context:
+    """What a generator may use besides the seed: templates, randomness, the corpus."""
+
+    prompts: Prompts
+    rng: random.Random
+    corpus: Any = None  # generator.corpus.CorpusWords, when a generator needs it
+    backend: str = "offline"
+
+
+class Generator:
+    """Base of every behavior generator."""
+
+    name: ClassVar[str]
+    template: ClassVar[str]  # the offline output template
+    bank: ClassVar[str]  # the phrase bank
+
+    def __init__(self, prompts: Prompts):
+        self.prompts = prompts
+
+    def offline(self, seed: Seed, ctx: Context, k: int) -> list[Example] | Skip:
+        raise NotImplementedError
+
+    def templates(self) -> list[str]:
+        """Every template file this generator reads, for hashing into the manifest."""
+        return [self.template, self.bank]
+
+    def skip(self, seed: Seed, reason: str, detail: str = "") -> Skip:
+        return Skip(seed.id, self.name, reason, detail)
+
+    def example(
+        self,
+        seed: Seed,
+        slot: str,
+        index: int,
+        prompt: str,
+        response: str,
+        attributes: dict[str, Any],
+        *,
+        behavior: str | None = None,
+        pair_id: str | None = None,
+        template: str | None = None,
+        backend: str = "offline",
+        model: str | None = None,
+    ) -> Example:
+        """A candidate with a stable id and its provenance filled in."""
+        behavior = behavior or self.name
+        template = self.template if template is None else template
+        return Example(
+            id=short_hash(seed.id, behavior, slot, str(index)),
+            seed_id=seed.id,
+            behavior=behavior,
+            prompt=prompt,
+            response=response,
+            attributes=attributes,
+            pair_id=pair_id,
+            slot=slot,
+            provenance={
+                "backend": backend,
+                "template": template or None,
+                "template_sha256": self.prompts.sha256(template) if template else None,
+                "model": model,
+            },
+        )
+
+
+def pick(rng: random.Random, options: Sequence[Any], k: int) -> list[Any]:
+    """k choices, distinct while the options last, then cycling (deterministic per rng)."""
+    order = rng.sample(list(options), len(options))
+    return [order[i % len(order)] for i in range(k)]
+
+
+def register(cls: type[Generator]) -> type[Generator]:
+    """Add a generator class to the registry (a decorator)."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registry() -> dict[str, type[Generator]]:
+    """Every registered generator: built-ins first, then installed plugins."""
+    from importlib.metadata import entry_points
+
+    from generator.generators import hedge, near_miss, refusal  # noqa: F401  (they register)
+
+    for ep in entry_points(group="hedgerow.generators"):
+        if ep.name not in _REGISTRY:
+            register(ep.load())
+    return dict(_REGISTRY)
+
+
+def get(names: Sequence[str], prompts: Prompts) -> list[Generator]:
+    """Instances of the named generators, in the order given."""
+    known = registry()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(
+            f"--behaviors: unknown behavior {', '.join(unknown)}; choose from {', '.join(known)}"
+        )
+    return [known[n](prompts) for n in names]

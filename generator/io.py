@@ -1,0 +1,404 @@
+"""Reading seeds: files in, a stream of `Seed` values out, memory flat in the row count.
+
+Formats: JSONL, JSON (a list), CSV/TSV, Parquet, a `datasets` `save_to_disk` folder.
+Shapes, detected from the first row: Alpaca, chat `messages`, ShareGPT `conversations`,
+`prompt`/`completion`, `question`/`answer` (any capitalisation, e.g. `Best Answer`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from generator.errors import InputError
+from generator.values import Seed
+
+Record = tuple[str, dict[str, Any]]  # (location for messages, the row)
+
+# Column names are compared after folding case, spaces, dashes and underscores.
+PROMPT_COLUMNS = ("prompt", "question", "instruction", "query", "problem", "input")
+RESPONSE_COLUMNS = (
+    "completion",
+    "response",
+    "answer",
+    "bestanswer",
+    "output",
+    "solution",
+    "target",
+)
+ID_COLUMNS = ("id", "seedid", "uid")
+_CHUNK = 1 << 20
+
+
+def _fold(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _jsonl_records(path: Path) -> Iterator[Record]:
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(
+                    f"{path}:{lineno}: not UTF-8 text (byte {e.start}); re-save the file as UTF-8"
+                ) from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(
+                    f"{path}:{lineno}: not valid JSON ({e.msg}, column {e.colno});"
+                    " fix or remove that line"
+                ) from None
+            yield f"{path}:{lineno}", _object(row, f"{path}:{lineno}")
+
+
+def _object(row: Any, where: str) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise InputError(
+            f"{where}: expected an object with named fields, got "
+            f"{type(row).__name__}; make every row an object"
+        )
+    return row
+
+
+def _json_records(path: Path) -> Iterator[Record]:
+    """Stream the items of a top-level JSON list without loading the whole file."""
+    decoder = json.JSONDecoder()
+    try:
+        fh = path.open("r", encoding="utf-8")
+        with fh:
+            buf = fh.read(_CHUNK)
+            pos = _skip_ws(buf, 0)
+            if pos < len(buf) and buf[pos] == "{":
+                # A JSONL file with a .json name is common enough to accept.
+                yield from _jsonl_records(path)
+                return
+            if pos >= len(buf) or buf[pos] != "[":
+                raise InputError(
+                    f"{path}: expected a JSON list of objects; "
+                    "use a list, or JSONL with one object per line"
+                )
+            pos += 1
+            consumed = 0  # characters dropped from the front of buf, for error positions
+            index = 0
+            eof = False
+            while True:
+                pos = _skip_ws(buf, pos)
+                if pos >= len(buf) and not eof:
+                    buf, pos, consumed, eof = _refill(fh, buf, pos, consumed)
+                    continue
+                if pos < len(buf) and buf[pos] == "]":
+                    return
+                if index > 0:
+                    if pos >= len(buf) or buf[pos] != ",":
+                        raise _json_syntax(path, buf, consumed + pos, "expected ',' or ']'")
+                    pos = _skip_ws(buf, pos + 1)
+                while True:
+                    try:
+                        item, end = decoder.raw_decode(buf, pos)
+                        # A number or literal cut by the chunk edge decodes "fine" too short.
+                        if end >= len(buf) and not eof:
+                            raise json.JSONDecodeError("chunk edge", buf, end)
+                        break
+                    except json.JSONDecodeError as e:
+                        if eof:
+                            raise _json_syntax(path, buf, consumed + e.pos, e.msg) from None
+                        buf, pos, consumed, eof = _refill(fh, buf, pos, consumed)
+                index += 1
+                yield f"{path}: item {index}", _object(item, f"{path}: item {index}")
+                pos = end
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{path}: not UTF-8 text (near byte {e.start}); re-save the file as UTF-8"
+        ) from None
+
+
+def _skip_ws(buf: str, pos: int) -> int:
+    while pos < len(buf) and buf[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _refill(fh, buf: str, pos: int, consumed: int) -> tuple[str, int, int, bool]:
+    # Keep only the unparsed tail; grow the read size for one very large item.
+    more = fh.read(max(_CHUNK, len(buf) - pos))
+    return buf[pos:] + more, 0, consumed + pos, not more
+
+
+def _json_syntax(path: Path, buf: str, offset: int, msg: str) -> InputError:
+    return InputError(
+        f"{path}: not valid JSON near character {offset} ({msg}); "
+        "fix the file or convert it to JSONL"
+    )
+
+
+def _csv_records(path: Path) -> Iterator[Record]:
+    # A seed can be long; the csv module's default field limit (128 KiB) is not ours.
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        with path.open("r", encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh, delimiter=delimiter, strict=True)
+            try:
+                for row in reader:
+                    where = f"{path}:{reader.line_num}"
+                    if None in row:
+                        raise InputError(
+                            f"{where}: more fields than the header has; "
+                            "quote fields that contain the delimiter"
+                        )
+                    yield where, row
+            except csv.Error as e:
+                raise InputError(
+                    f"{path}:{reader.line_num}: {e}; check the quoting on that line"
+                ) from None
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{path}: not UTF-8 text (near byte {e.start}); re-save the file as UTF-8"
+        ) from None
+
+
+def _parquet_records(path: Path) -> Iterator[Record]:
+    import pyarrow.parquet as pq  # heavy: only when a Parquet file is read
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several types for a bad file
+        raise InputError(f"{path}: not a readable Parquet file ({e})") from None
+    row = 0
+    for batch in pf.iter_batches(batch_size=1024):
+        for item in batch.to_pylist():
+            row += 1
+            yield f"{path}: row {row}", item
+
+
+def _disk_records(path: Path) -> Iterator[Record]:
+    import datasets  # heavy: only when a save_to_disk folder is read
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except FileNotFoundError:
+        raise InputError(
+            f"{path}: a folder, but not one written by datasets' save_to_disk; "
+            "pass the data files inside it instead"
+        ) from None
+    if isinstance(ds, datasets.DatasetDict):
+        splits = list(ds.keys())
+        if "train" in ds:
+            ds = ds["train"]
+        elif len(splits) == 1:
+            ds = ds[splits[0]]
+        else:
+            raise InputError(
+                f"{path}: holds splits {', '.join(splits)}; "
+                f"pass one of them, e.g. {path / splits[0]}"
+            )
+    for row, item in enumerate(ds, 1):  # memory-mapped Arrow: rows stream from disk
+        yield f"{path}: row {row}", item
+
+
+def _is_save_to_disk(path: Path) -> bool:
+    return any(
+        (path / marker).exists()
+        for marker in ("dataset_info.json", "state.json", "dataset_dict.json")
+    )
+
+
+def records(path: Path) -> Iterator[Record]:
+    """The rows of one file or folder, with where each came from."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder; check the path")
+    if path.is_dir():
+        if not _is_save_to_disk(path):
+            raise InputError(
+                f"{path}: a folder, but not one written by datasets' "
+                "save_to_disk; pass the data files inside it instead"
+            )
+        return _disk_records(path)
+    suffix = path.suffix.lower()
+    readers: dict[str, Callable[[Path], Iterator[Record]]] = {
+        ".jsonl": _jsonl_records,
+        ".ndjson": _jsonl_records,
+        ".json": _json_records,
+        ".csv": _csv_records,
+        ".tsv": _csv_records,
+        ".parquet": _parquet_records,
+    }
+    if suffix not in readers:
+        raise InputError(
+            f"{path}: unknown file type '{suffix or '(none)'}'; use .jsonl, "
+            ".json, .csv, .tsv, .parquet or a save_to_disk folder"
+        )
+    return readers[suffix](path)
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How one file's rows map to seeds."""
+
+    name: str
+    prompt: str  # the column (or list field) the prompt comes from
+    response: str | None
+    id: str | None = None
+    input: str | None = None  # Alpaca's optional context, appended to the instruction
+
+
+def detect_shape(
+    columns: Iterable[str],
+    where: str,
+    prompt_column: str | None = None,
+    response_column: str | None = None,
+) -> Shape:
+    """Pick the prompt/response columns from a row's column names (or the user's flags)."""
+    names = list(columns)
+    by_fold: dict[str, str] = {}
+    for name in names:
+        by_fold.setdefault(_fold(name), name)
+
+    def find(wanted: Iterable[str]) -> str | None:
+        return next((by_fold[w] for w in wanted if w in by_fold), None)
+
+    def given(flag: str, value: str) -> str:
+        if value in names:
+            return value
+        if _fold(value) in by_fold:
+            return by_fold[_fold(value)]
+        raise InputError(
+            f"{where}: {flag} {value!r} is not a column (columns: {', '.join(names) or 'none'})"
+        )
+
+    id_col = find(ID_COLUMNS)
+    if prompt_column or response_column:
+        prompt = given("--prompt-column", prompt_column) if prompt_column else find(PROMPT_COLUMNS)
+        response = (
+            given("--response-column", response_column)
+            if response_column
+            else find(RESPONSE_COLUMNS)
+        )
+        if prompt is None:
+            raise InputError(
+                f"{where}: no prompt column found (columns: {', '.join(names)}); "
+                "name it with --prompt-column"
+            )
+        return Shape("columns", prompt, response, id_col)
+    for chat in ("messages", "conversations"):
+        if chat in by_fold:
+            return Shape(chat, by_fold[chat], None, id_col)
+    if "instruction" in by_fold and "output" in by_fold:
+        return Shape(
+            "alpaca", by_fold["instruction"], by_fold["output"], id_col, input=by_fold.get("input")
+        )
+    prompt = find(PROMPT_COLUMNS)
+    if prompt is None:
+        raise InputError(
+            f"{where}: no prompt column found (columns: "
+            f"{', '.join(names) or 'none'}); name it with --prompt-column "
+            "(and --response-column)"
+        )
+    return Shape("columns", prompt, find(RESPONSE_COLUMNS), id_col)
+
+
+_USER_ROLES = {"user", "human"}
+_ASSISTANT_ROLES = {"assistant", "gpt", "model", "bot"}
+
+
+def _turn_text(turn: Any, where: str) -> tuple[str, str]:
+    if not isinstance(turn, dict):
+        raise InputError(
+            f"{where}: a conversation turn is {type(turn).__name__}, "
+            "expected an object with role and content"
+        )
+    role = str(turn.get("role", turn.get("from", ""))).lower()
+    content = turn.get("content", turn.get("value", ""))
+    if isinstance(content, list):  # OpenAI content parts
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if not isinstance(content, str):
+        raise InputError(f"{where}: a turn's content is {type(content).__name__}, expected text")
+    return role, content
+
+
+def _from_chat(turns: Any, field: str, where: str) -> tuple[str, str | None]:
+    if not isinstance(turns, list):
+        raise InputError(
+            f"{where}: field '{field}' is {type(turns).__name__}, expected a list of turns"
+        )
+    parsed = [_turn_text(t, where) for t in turns]
+    last_assistant = max(
+        (i for i, (r, _) in enumerate(parsed) if r in _ASSISTANT_ROLES), default=None
+    )
+    before = parsed if last_assistant is None else parsed[:last_assistant]
+    user = next((c for r, c in reversed(before) if r in _USER_ROLES), None)
+    if user is None:
+        raise InputError(
+            f"{where}: field '{field}' has no user turn; each conversation needs a user message"
+        )
+    return user, None if last_assistant is None else parsed[last_assistant][1]
+
+
+def _text(row: dict[str, Any], column: str, where: str, required: bool) -> str | None:
+    value = row.get(column)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise InputError(f"{where}: field '{column}' is empty; fill it or remove the row")
+        return None
+    if isinstance(value, str):
+        return value
+    if not required and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # a numeric answer is still an answer
+    raise InputError(f"{where}: field '{column}' is {type(value).__name__}, expected text")
+
+
+def to_seed(row: dict[str, Any], shape: Shape, where: str) -> Seed:
+    """One row as a seed, by the file's shape."""
+    if shape.name in ("messages", "conversations"):
+        prompt, response = _from_chat(row.get(shape.prompt), shape.prompt, where)
+        if not prompt.strip():
+            raise InputError(f"{where}: the user turn is empty; fill it or remove the row")
+    else:
+        prompt = _text(row, shape.prompt, where, required=True)
+        if shape.input:
+            extra = _text(row, shape.input, where, required=False)
+            if extra:
+                prompt = f"{prompt}\n\n{extra}"
+        response = _text(row, shape.response, where, required=False) if shape.response else None
+    given_id = row.get(shape.id) if shape.id else None
+    seed_id = str(given_id) if isinstance(given_id, str | int) and str(given_id) else None
+    return Seed.make(prompt, response, id=seed_id, source=where)
+
+
+def iter_seeds(
+    paths: Iterable[Path | str],
+    prompt_column: str | None = None,
+    response_column: str | None = None,
+    limit: int | None = None,
+) -> Iterator[Seed]:
+    """Stream seeds from files in order, stopping after `limit` seeds."""
+    count = 0
+    for path in map(Path, paths):
+        shape = None
+        for where, row in records(path):
+            if limit is not None and count >= limit:
+                return
+            if shape is None:
+                shape = detect_shape(row.keys(), str(path), prompt_column, response_column)
+            yield to_seed(row, shape, where)
+            count += 1
+        if shape is None:
+            raise InputError(
+                f"{path}: no rows found (the file is empty); "
+                "add seeds or drop the file from the command"
+            )

@@ -1,0 +1,179 @@
+"""The run folder: append-only JSONL outputs that survive a crash and resume exactly.
+
+`dataset.jsonl` and `candidates.jsonl` are only appended to. After each batch of seeds
+both are flushed and fsynced, then one line is appended to `journal.jsonl` recording how
+many seeds are done and how long each file is at that moment. On (re)start, every file
+is cut back to its last journaled length: a line half-written by a killed process, or
+rows of a seed that was not journaled, disappear, and that seed is simply done again.
+Generation is deterministic, so the resumed run writes the same bytes as one that never
+stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from generator.errors import RunFolderError
+
+DATASET = "dataset.jsonl"
+CANDIDATES = "candidates.jsonl"
+JOURNAL = "journal.jsonl"
+MANIFEST = "manifest.json"
+_DATA_FILES = (DATASET, CANDIDATES)
+
+
+def dumps(row: dict[str, Any]) -> str:
+    """One JSONL line (the single serialisation used for every output row)."""
+    return json.dumps(row, ensure_ascii=False) + "\n"
+
+
+def _valid_lines(path: Path) -> tuple[list[dict], int]:
+    """The complete JSON lines of a file and the byte length they span."""
+    rows, good = [], 0
+    with path.open("rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                rows.append(json.loads(raw))
+            except ValueError:
+                break
+            good += len(raw)
+    return rows, good
+
+
+class RunFolder:
+    """Owns the files of one run folder while a run writes to it."""
+
+    def __init__(self, path: Path, fingerprint: str, checkpoint_seconds: float = 1.0):
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+        self.checkpoint_seconds = checkpoint_seconds
+        self._files: dict[str, Any] = {}
+        self._journal = None
+        self._last_checkpoint = 0.0
+        self.done = 0
+
+    def _fail(self, action: str, error: OSError) -> RunFolderError:
+        return RunFolderError(
+            f"{self.path}: cannot {action} ({error.strerror or error}); "
+            "free some space or choose another -o folder"
+        )
+
+    def open(self, overwrite: bool = False) -> int:
+        """Prepare the folder; returns how many seeds an earlier run already finished."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise self._fail("create the folder", e) from None
+        journal = self.path / JOURNAL
+        ours = [name for name in (*_DATA_FILES, JOURNAL, MANIFEST) if (self.path / name).exists()]
+        if overwrite:
+            for name in ours:
+                (self.path / name).unlink()
+        elif journal.exists():
+            self.done = self._recover(journal)
+        elif ours:
+            raise RunFolderError(
+                f"{self.path}: holds {', '.join(ours)} but no journal, so it "
+                "cannot be resumed; choose another -o folder or pass --overwrite"
+            )
+        try:
+            for name in _DATA_FILES:
+                self._files[name] = (self.path / name).open("ab")
+            self._journal = journal.open("ab")
+            if self._journal.tell() == 0:
+                self._append_journal({"fingerprint": self.fingerprint, "created": time.time()})
+        except OSError as e:
+            raise self._fail("write", e) from None
+        return self.done
+
+    def _recover(self, journal: Path) -> int:
+        entries, length = _valid_lines(journal)
+        if not entries or entries[0].get("fingerprint") != self.fingerprint:
+            raise RunFolderError(
+                f"{self.path}: holds a run made with other settings or "
+                "inputs; re-run its own command to resume it, choose another "
+                "-o folder, or pass --overwrite to start over"
+            )
+        checkpoints = [e for e in entries[1:] if "done" in e]
+        sizes = checkpoints[-1]["sizes"] if checkpoints else dict.fromkeys(_DATA_FILES, 0)
+        try:
+            for name in _DATA_FILES:
+                file = self.path / name
+                actual = file.stat().st_size if file.exists() else 0
+                if actual < sizes[name]:
+                    raise RunFolderError(
+                        f"{file}: shorter than its journal says ({actual} < "
+                        f"{sizes[name]} bytes); it was edited or truncated, "
+                        "so pass --overwrite to start over"
+                    )
+                with file.open("ab") as fh:
+                    fh.truncate(sizes[name])
+            with journal.open("ab") as fh:
+                fh.truncate(length)
+        except OSError as e:
+            raise self._fail("repair the folder", e) from None
+        return checkpoints[-1]["done"] if checkpoints else 0
+
+    def _append_journal(self, entry: dict[str, Any]) -> None:
+        self._journal.write(dumps(entry).encode("utf-8"))
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+
+    def write(self, dataset_rows: list[dict], candidate_rows: list[dict]) -> None:
+        """Append one seed's rows (buffered until the next checkpoint)."""
+        try:
+            self._files[CANDIDATES].write("".join(map(dumps, candidate_rows)).encode("utf-8"))
+            self._files[DATASET].write("".join(map(dumps, dataset_rows)).encode("utf-8"))
+        except OSError as e:
+            raise self._fail("write", e) from None
+        self.done += 1
+        if time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Make everything written so far durable and record it in the journal."""
+        try:
+            sizes = {}
+            for name, fh in self._files.items():
+                fh.flush()
+                os.fsync(fh.fileno())
+                sizes[name] = fh.tell()
+            self._append_journal({"done": self.done, "sizes": sizes})
+        except OSError as e:
+            raise self._fail("write", e) from None
+        self._last_checkpoint = time.monotonic()
+
+    def close(self) -> None:
+        for fh in [*self._files.values(), self._journal]:
+            if fh is not None:
+                with contextlib.suppress(OSError):
+                    fh.close()
+        self._files, self._journal = {}, None
+
+    def write_manifest(self, manifest: dict[str, Any]) -> Path:
+        """Write manifest.json atomically (a reader never sees half of it)."""
+        target = self.path / MANIFEST
+        tmp = target.with_suffix(".json.tmp")
+        try:
+            tmp.write_text(
+                json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
+            os.replace(tmp, target)
+        except OSError as e:
+            raise self._fail("write the manifest", e) from None
+        return target
+
+
+def iter_rows(path: Path):
+    """Stream the JSON rows of a JSONL output file."""
+    with path.open("rb") as fh:
+        for raw in fh:
+            if raw.strip():
+                yield json.loads(raw)

@@ -1,0 +1,151 @@
+"""Prompt templates and phrase banks: one sandboxed Jinja2 environment over `prompts/`.
+
+A user's `--prompts DIR` overlays the defaults file by file: a file present in DIR wins,
+every other file comes from the shipped set. Seed text is only ever passed in as a
+variable, never compiled as a template, so `{{ ... }}` in a seed stays data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from generator.errors import TemplateError
+
+_HERE = Path(__file__).resolve().parent
+
+
+def default_prompts_dir() -> Path:
+    """The shipped templates: inside the wheel, or the source tree for an editable install."""
+    for candidate in (_HERE / "prompts", _HERE.parent / "prompts"):
+        if candidate.is_dir():
+            return candidate
+    raise TemplateError("the shipped prompts/ folder is missing; reinstall hedgerow")
+
+
+class Prompts:
+    """Loads, renders and fingerprints the templates of one run."""
+
+    def __init__(self, overlay: Path | str | None = None):
+        self.default_dir = default_prompts_dir()
+        self.overlay = Path(overlay) if overlay else None
+        if self.overlay is not None and not self.overlay.is_dir():
+            raise TemplateError(
+                f"--prompts {self.overlay}: not a folder; make one with "
+                "'hedgerow templates init DIR'"
+            )
+        self._banks: dict[str, dict[str, Any]] = {}
+        self._compiled: dict[str, Any] = {}
+
+    @property
+    def dirs(self) -> list[Path]:
+        return [d for d in (self.overlay, self.default_dir) if d is not None]
+
+    @cached_property
+    def env(self):
+        # Imported here: `hedgerow --help` should not pay for Jinja2.
+        from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        return ImmutableSandboxedEnvironment(
+            loader=ChoiceLoader([FileSystemLoader(str(d)) for d in self.dirs]),
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def path(self, name: str) -> Path:
+        """The file that `name` resolves to after the overlay."""
+        for d in self.dirs:
+            p = d / name
+            if p.is_file():
+                return p
+        raise TemplateError(f"template {name!r} not found in {', '.join(map(str, self.dirs))}")
+
+    def source(self, name: str) -> str:
+        return self.path(name).read_text(encoding="utf-8")
+
+    def sha256(self, name: str) -> str:
+        return hashlib.sha256(self.path(name).read_bytes()).hexdigest()
+
+    def names(self) -> list[str]:
+        """Every template and bank file, as relative names, overlay included."""
+        found: set[str] = set()
+        for d in self.dirs:
+            for p in d.rglob("*"):
+                if p.is_file() and p.suffix in {".j2", ".toml"}:
+                    found.add(p.relative_to(d).as_posix())
+        return sorted(found)
+
+    def render(self, name: str, **variables: Any) -> str:
+        """Render template file `name` with `variables`; errors name the file and line."""
+        from jinja2 import TemplateError as JinjaError
+
+        try:
+            template = self._compiled.get(name)
+            if template is None:
+                template = self._compiled[name] = self.env.get_template(name)
+            return template.render(**variables).strip()
+        except JinjaError as e:
+            raise TemplateError(_describe(name, e)) from None
+
+    def phrase(self, bank_name: str, text: str, **variables: Any) -> str:
+        """Render one phrase-bank string (it may use variables like `{{ entity }}`)."""
+        from jinja2 import TemplateError as JinjaError
+
+        key = f"{bank_name}\x00{text}"
+        try:
+            template = self._compiled.get(key)
+            if template is None:
+                template = self._compiled[key] = self.env.from_string(text)
+            return template.render(**variables).strip()
+        except JinjaError as e:
+            raise TemplateError(_describe(bank_name, e, phrase=text)) from None
+
+    def bank(self, name: str) -> dict[str, Any]:
+        """A phrase bank (TOML), parsed once per run."""
+        if name not in self._banks:
+            path = self.path(name)
+            try:
+                self._banks[name] = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+                raise TemplateError(f"{path}: {e}; fix the TOML syntax") from None
+        return self._banks[name]
+
+    def bank_list(self, name: str, key: str) -> list[Any]:
+        """A non-empty list from a bank; a missing or empty key is the user's to fix."""
+        value = self.bank(name).get(key)
+        if not isinstance(value, list) or not value:
+            raise TemplateError(f"{self.path(name)}: '{key}' must be a non-empty list")
+        return value
+
+
+def _describe(name: str, error: Exception, phrase: str | None = None) -> str:
+    line = getattr(error, "lineno", None)
+    where = f"{name}, line {line}" if line else name
+    if phrase is not None:
+        where += f", phrase {phrase[:40]!r}"
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return f"template {where}: {message}"
+
+
+def init_templates(target: Path, force: bool = False) -> list[Path]:
+    """Copy the shipped templates into `target` for editing; never overwrite unless asked."""
+    source = default_prompts_dir()
+    written = []
+    for src in sorted(source.rglob("*")):
+        if not src.is_file() or src.suffix not in {".j2", ".toml"}:
+            continue
+        dst = target / src.relative_to(source)
+        if dst.exists() and not force:
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        written.append(dst)
+    return written
