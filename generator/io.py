@@ -105,6 +105,7 @@ def _json_records(path: Path) -> Iterator[Record]:
                         raise _json_syntax(path, buf, consumed + pos, "expected ',' or ']'")
                     pos = _skip_ws(buf, pos + 1)
                 while True:
+                    pos = _skip_ws(buf, pos)  # a refill may start with whitespace
                     try:
                         item, end = decoder.raw_decode(buf, pos)
                         # A number or literal cut by the chunk edge decodes "fine" too short.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tomllib
+import traceback
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,15 @@ class Prompts:
 
 def _describe(name: str, error: Exception, phrase: str | None = None) -> str:
     line = getattr(error, "lineno", None)
+    if line is None:
+        # Runtime errors (an undefined variable) carry no line, but Jinja2 rewrites the
+        # traceback so the template's own frame holds it.
+        frames = [
+            f
+            for f in traceback.extract_tb(error.__traceback__)
+            if f.filename and f.filename.replace("\\", "/").endswith(name)
+        ]
+        line = frames[-1].lineno if frames else None
     where = f"{name}, line {line}" if line else name
     if phrase is not None:
         where += f", phrase {phrase[:40]!r}"

@@ -19,7 +19,7 @@ from generator.generators import Context, Generator, pick, register
 from generator.values import Example, Seed, Skip
 
 _ANNOTATION = re.compile(r"<<([^<>=]+)=([^<>]*)>>")
-_NUM = r"\d[\d,]*(?:\.\d+)?"
+_NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
 _OP = r"[-+*/×x÷]"
 _PLAIN_STEP = re.compile(
     rf"(?<![\w.])(\$?{_NUM}(?:\s*{_OP}\s*\$?{_NUM})+)\s*=\s*\$?({_NUM})(?![\d])"

@@ -45,7 +45,7 @@ class Entity:
 
 
 class EntityRules:
-    """Finding entities and judging whether an answer depends on one (prompts/refusal/entities.toml)."""
+    """Finds entities and judges whether an answer depends on one (refusal/entities.toml)."""
 
     BANK = "refusal/entities.toml"
 
@@ -80,6 +80,7 @@ class EntityRules:
             if not tokens:
                 continue
             start = prompt.index(tokens[0], start)
+            possessive = bool(re.search(r"['’]s[.,;:!?]*$", tokens[-1]))
             last = re.sub(r"(['’]s?|[.,;:!?\-])+$", "", tokens[-1])
             if last != tokens[-1] and _fold(tokens[-1]) in words["person_titles"]:
                 last = tokens[-1]  # "Dr." keeps its dot
@@ -105,6 +106,7 @@ class EntityRules:
                 at_start
                 and len(tokens) == 1
                 and kind == "name"
+                and not possessive
                 and not self._is_character(prompt, text)
             ):
                 continue  # a capitalised first word, not a name
@@ -151,10 +153,10 @@ class EntityRules:
         instruction, _, given = prompt.partition("\n\n")
         head = instruction.strip().lower()
         limit = int(self.prompts.bank(self.BANK).get("self_contained_quantities", 2))
-        if self.quantities(prompt) >= limit or self._is_character(prompt, entity.text):
-            return "self_contained"
         if entity.text not in instruction:
             return "entity_in_given_text"
+        if self.quantities(prompt) >= limit or self._is_character(prompt, entity.text):
+            return "self_contained"
         if any(re.match(rf"{re.escape(s)}\b", head) for s in self.words["given_text_starts"]):
             return "works_on_given_text"
         if not any(re.search(rf"\b{re.escape(c)}\b", head) for c in self.words["knowledge_cues"]):

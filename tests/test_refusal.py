@@ -1,0 +1,116 @@
+import random
+
+import pytest
+
+from generator.checks import Checker
+from generator.corpus import CorpusWords
+from generator.generators import Context
+from generator.generators.refusal import EntityRules, Refusal
+from generator.templates import Prompts
+from generator.values import Seed, Skip
+
+WORD_PROBLEM = (
+    "Janet's ducks lay 16 eggs per day. She eats three for breakfast and bakes "
+    "muffins with four. She sells the rest for $2 each. How much does she make?"
+)
+
+
+@pytest.fixture
+def rules():
+    return EntityRules(Prompts())
+
+
+def best(rules, prompt):
+    return rules.find(prompt)[0]
+
+
+@pytest.mark.parametrize(
+    "prompt, text, kind",
+    [
+        ("Who painted the Mona Lisa?", "Mona Lisa", "work"),
+        ("What is the capital of France?", "France", "place"),
+        ("When was Oxford University founded?", "Oxford University", "organization"),
+        ("Tell me about Dr. Ada Lovelace.", "Dr. Ada Lovelace", "person"),
+        ("Which sea does the Volga River reach?", "Volga River", "place"),
+        ("What caused the Crimean War?", "Crimean War", "event"),
+    ],
+)
+def test_finds_entity_and_kind(rules, prompt, text, kind):
+    entity = best(rules, prompt)
+    assert (entity.text, entity.kind) == (text, kind)
+
+
+def test_question_words_and_acronyms_are_not_entities(rules):
+    assert rules.find("What is DNA made of?") == []
+    assert rules.find("How do I boil an egg?") == []
+
+
+def test_word_problem_is_self_contained_but_knowledge_question_depends(rules):
+    janet = next(e for e in rules.find(WORD_PROBLEM) if e.text == "Janet")
+    assert rules.why_not_dependent(WORD_PROBLEM, janet) == "self_contained"
+    story = "Tom has a red kite and a blue kite. Which kite should he fly first?"
+    tom = next(e for e in rules.find(story) if e.text == "Tom")
+    assert rules.why_not_dependent(story, tom) == "self_contained"
+    question = "Who was the first president of Kenya?"
+    assert rules.why_not_dependent(question, best(rules, question)) is None
+
+
+def test_entity_only_in_given_text_does_not_qualify(rules):
+    prompt = "Summarize the following text.\n\nThe meeting in Geneva ran late."
+    geneva = best(rules, prompt)
+    assert rules.why_not_dependent(prompt, geneva) == "entity_in_given_text"
+
+
+def run(prompt, answer, corpus=None, k=1):
+    prompts = Prompts()
+    seed = Seed.make(prompt, answer)
+    ctx = Context(prompts, random.Random(3), corpus=corpus)
+    return seed, Refusal(prompts).offline(seed, ctx, k), Checker(prompts)
+
+
+def test_pair_shares_id_and_passes_checks():
+    seed, out, checker = run("Who painted the Mona Lisa?", "Leonardo da Vinci painted it.")
+    refusal, contrast = out
+    assert (refusal.behavior, contrast.behavior) == ("refusal", "contrast")
+    assert refusal.pair_id == contrast.pair_id
+    assert "Mona Lisa" not in refusal.prompt and refusal.attributes["entity"] in refusal.prompt
+    assert refusal.attributes["entity"] in refusal.response
+    assert (contrast.prompt, contrast.response) == (seed.prompt, seed.response)
+    assert checker.check(refusal, seed.response) == []
+    assert checker.check(contrast, seed.response) == []
+
+
+def test_fabricated_name_avoids_every_corpus_word():
+    prompts = Prompts()
+    bank = prompts.bank("refusal/phrases.toml")
+    corpus = CorpusWords()
+    # Put all but one possible name into the corpus: the generator must find the one left.
+    left = bank["syllable_start"][0] + bank["syllable_middle"][0] + bank["syllable_end"][0]
+    for s in bank["syllable_start"]:
+        for m in bank["syllable_middle"]:
+            for e in bank["syllable_end"]:
+                if s + m + e != left:
+                    corpus.add_text(s + m + e)
+    found = set()
+    for i in range(20):
+        seed = Seed.make(f"What is the capital of France? ({i})", "Paris.")
+        ctx = Context(prompts, random.Random(i), corpus=corpus)
+        out = Refusal(prompts).offline(seed, ctx, 1)
+        if isinstance(out, Skip):
+            assert out.reason == "no_fresh_name"
+        else:
+            found.add(out[0].attributes["entity"])
+    assert found <= {left}
+
+
+def test_k_pairs_have_distinct_names_and_pair_ids():
+    _, out, _ = run("Who painted the Mona Lisa?", "Leonardo da Vinci painted it.", k=3)
+    refusals = [e for e in out if e.behavior == "refusal"]
+    assert len(refusals) == 3 == len({e.pair_id for e in out})
+    assert len({e.attributes["entity"] for e in refusals}) == 3
+
+
+def test_skips_carry_reasons():
+    assert run(WORD_PROBLEM, "$18")[1].reason == "self_contained"
+    assert run("how do magnets work?", "Fields.")[1].reason == "no_entity"
+    assert run("Who painted the Mona Lisa?", None)[1].reason == "no_reference_answer"

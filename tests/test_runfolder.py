@@ -1,0 +1,54 @@
+import json
+
+import pytest
+
+from generator.errors import RunFolderError
+from generator.runfolder import CANDIDATES, DATASET, JOURNAL, RunFolder
+
+
+def test_recovery_cuts_files_back_to_last_checkpoint(tmp_path):
+    folder = RunFolder(tmp_path / "run", "fp", checkpoint_seconds=0)
+    assert folder.open() == 0
+    folder.write([{"id": 1}], [{"c": 1}])
+    folder.write([{"id": 2}], [{"c": 2}])
+    folder.close()
+    with (tmp_path / "run" / DATASET).open("a") as fh:
+        fh.write('{"id": 3}\n{"id": 4, "half')  # written after the checkpoint, then killed
+    again = RunFolder(tmp_path / "run", "fp")
+    assert again.open() == 2
+    again.close()
+    rows = [json.loads(x) for x in (tmp_path / "run" / DATASET).read_text().splitlines()]
+    assert rows == [{"id": 1}, {"id": 2}]
+    assert len((tmp_path / "run" / CANDIDATES).read_text().splitlines()) == 2
+
+
+def test_half_written_journal_line_is_ignored(tmp_path):
+    folder = RunFolder(tmp_path / "run", "fp", checkpoint_seconds=0)
+    folder.open()
+    folder.write([{"id": 1}], [])
+    folder.close()
+    with (tmp_path / "run" / JOURNAL).open("a") as fh:
+        fh.write('{"done": 9, "si')
+    assert RunFolder(tmp_path / "run", "fp").open() == 1
+
+
+def test_other_settings_are_refused_unless_overwrite(tmp_path):
+    RunFolder(tmp_path / "run", "fp").open()
+    with pytest.raises(RunFolderError, match="other settings.*--overwrite"):
+        RunFolder(tmp_path / "run", "other").open()
+    assert RunFolder(tmp_path / "run", "other").open(overwrite=True) == 0
+
+
+def test_foreign_files_are_not_clobbered(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / DATASET).write_text("{}\n")
+    with pytest.raises(RunFolderError, match="no journal"):
+        RunFolder(tmp_path / "run", "fp").open()
+
+
+def test_manifest_is_replaced_atomically(tmp_path):
+    folder = RunFolder(tmp_path / "run", "fp")
+    folder.open()
+    path = folder.write_manifest({"a": 1})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert not list((tmp_path / "run").glob("*.tmp"))

@@ -1,0 +1,85 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from generator.select import select
+from generator.values import Example, Fit
+
+
+def make(i, behavior, slot, pair=None, nll=None, response=None):
+    return Example(
+        id=f"{behavior}{i}",
+        seed_id="s",
+        behavior=behavior,
+        prompt="p",
+        response=response or f"r{i}",
+        slot=slot,
+        pair_id=pair,
+        fit=Fit(nll, 5) if nll is not None else None,
+    )
+
+
+candidate = st.tuples(
+    st.booleans(), st.booleans(), st.one_of(st.none(), st.floats(0.1, 9)), st.integers(0, 3)
+)
+
+
+@given(st.lists(candidate, max_size=12))
+def test_pairs_are_kept_or_dropped_whole_and_stay_one_to_one(specs):
+    cands = []
+    for i, (refusal_ok, contrast_ok, nll, text) in enumerate(specs):
+        pair = f"p{i}"
+        cands.append(
+            (
+                make(i, "refusal", "refusal", pair, nll, f"decline{text}"),
+                [] if refusal_ok else ["refusal_does_not_decline"],
+            )
+        )
+        cands.append(
+            (
+                make(i, "contrast", "refusal", pair, nll, "answer"),
+                [] if contrast_ok else ["contrast_declines"],
+            )
+        )
+    decisions = select(cands)
+    kept = {d.example.id for d in decisions if d.selected}
+    assert sum(i.startswith("refusal") for i in kept) == sum(i.startswith("contrast") for i in kept)
+    assert sum(i.startswith("refusal") for i in kept) <= 1  # one slot, best of k
+    for i, (refusal_ok, contrast_ok, *_) in enumerate(specs):
+        assert (f"refusal{i}" in kept) == (f"contrast{i}" in kept)
+        if not (refusal_ok and contrast_ok):
+            assert f"refusal{i}" not in kept
+    if any(r and c for r, c, *_ in specs):
+        assert kept
+    for d in decisions:
+        assert d.selected == (d.reason is None)
+
+
+def test_best_fit_wins_and_reasons_are_named():
+    cands = [
+        (make(0, "hedge", "a", nll=2.0), []),
+        (make(1, "hedge", "a", nll=1.0), []),
+        (make(2, "hedge", "a", nll=0.5), ["hedge_without_cue"]),
+        (make(3, "hedge", "a", nll=3.0, response="r1"), []),
+    ]
+    reasons = {d.example.id: (d.selected, d.reason) for d in select(cands)}
+    assert reasons == {
+        "hedge0": (False, "not_best"),
+        "hedge1": (True, None),
+        "hedge2": (False, "failed:hedge_without_cue"),
+        "hedge3": (False, "duplicate"),
+    }
+
+
+def test_without_scores_first_valid_wins_per_slot():
+    cands = [
+        (make(0, "hedge", "a"), ["x"]),
+        (make(1, "hedge", "a"), []),
+        (make(2, "hedge", "a"), []),
+        (make(3, "hedge", "b"), []),
+    ]
+    assert [d.example.id for d in select(cands) if d.selected] == ["hedge1", "hedge3"]
+
+
+def test_partner_failure_is_named():
+    cands = [(make(0, "refusal", "r", "p"), []), (make(0, "contrast", "r", "p"), ["c"])]
+    assert [d.reason for d in select(cands)] == ["pair_partner_failed", "failed:c"]

@@ -1,0 +1,63 @@
+import pytest
+
+from generator.errors import TemplateError
+from generator.templates import Prompts, default_prompts_dir, init_templates
+
+
+def test_every_shipped_file_loads():
+    prompts = Prompts()
+    names = prompts.names()
+    assert {"hedge/offline.j2", "refusal/offline.j2", "near_miss/offline.j2", "checks.toml"} <= set(
+        names
+    )
+    for name in names:
+        if name.endswith(".toml"):
+            assert prompts.bank(name)
+
+
+def test_overlay_replaces_one_file_and_keeps_the_rest(tmp_path):
+    (tmp_path / "hedge").mkdir()
+    (tmp_path / "hedge" / "offline.j2").write_text("{{ opener }} | {{ answer }}")
+    prompts = Prompts(tmp_path)
+    assert prompts.render("hedge/offline.j2", opener="I think", answer="4") == "I think | 4"
+    assert prompts.path("refusal/offline.j2").is_relative_to(default_prompts_dir())
+    assert prompts.sha256("hedge/offline.j2") != Prompts().sha256("hedge/offline.j2")
+
+
+def test_undefined_variable_names_template_and_line(tmp_path):
+    (tmp_path / "hedge").mkdir()
+    (tmp_path / "hedge" / "offline.j2").write_text("line one\n{{ nope }}")
+    with pytest.raises(TemplateError, match=r"hedge/offline\.j2, line 2: 'nope' is undefined"):
+        Prompts(tmp_path).render("hedge/offline.j2")
+
+
+def test_sandbox_refuses_python_internals(tmp_path):
+    (tmp_path / "t.j2").write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(TemplateError, match="t.j2"):
+        Prompts(tmp_path).render("t.j2")
+
+
+def test_seed_text_with_jinja_syntax_stays_data():
+    out = Prompts().render(
+        "hedge/offline.j2",
+        opener="I think",
+        closer="90%.",
+        answer="{{ 7 * 7 }} {% if 1 %}x{% endif %}",
+    )
+    assert "{{ 7 * 7 }} {% if 1 %}x{% endif %}" in out and "49" not in out
+
+
+def test_bad_toml_and_missing_folder(tmp_path):
+    (tmp_path / "checks.toml").write_text("hedge = [")
+    with pytest.raises(TemplateError, match=r"checks\.toml: .*fix the TOML"):
+        Prompts(tmp_path).bank("checks.toml")
+    with pytest.raises(TemplateError, match="not a folder"):
+        Prompts(tmp_path / "absent")
+
+
+def test_init_copies_defaults_without_overwriting(tmp_path):
+    written = init_templates(tmp_path / "mine")
+    assert (tmp_path / "mine" / "hedge" / "phrases.toml").is_file() and written
+    (tmp_path / "mine" / "checks.toml").write_text("# mine")
+    assert init_templates(tmp_path / "mine") == []
+    assert (tmp_path / "mine" / "checks.toml").read_text() == "# mine"
