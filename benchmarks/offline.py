@@ -97,11 +97,11 @@ def run_once(seeds: Path, workdir: Path) -> dict:
     out = workdir / "out"
     # HEDGEROW_* settings in the caller's shell would change what is measured.
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEDGEROW_")}
-    cmd = [sys.executable, "-m", "generator", "generate", str(seeds), "-o", str(out)]
+    cmd = [sys.executable, "-m", "generator", "generate", str(seeds), "-o", str(out), "--overwrite"]
     # Output goes to a file, not a pipe: a full pipe would block the child while we wait4.
     with (workdir / "log.txt").open("w+b") as log:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd + ["--overwrite"], stdout=log, stderr=log, env=env, cwd=REPO)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=REPO)
         # wait4 gives the rusage of this child alone (ru_maxrss is KiB on Linux).
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
