@@ -390,6 +390,8 @@ def iter_seeds(
     """Stream seeds from files in order, stopping after `limit` seeds."""
     count = 0
     for path in map(Path, paths):
+        if limit is not None and count >= limit:
+            return
         shape = None
         for where, row in records(path):
             if limit is not None and count >= limit:

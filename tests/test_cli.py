@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import random
@@ -155,10 +156,8 @@ def read_jsonl_lenient(path: Path) -> list[dict]:
         return []
     rows = []
     for line in path.read_text().splitlines():
-        try:
+        with contextlib.suppress(ValueError):  # the line a kill cut short
             rows.append(json.loads(line))
-        except ValueError:
-            pass  # the line a kill cut short
     return rows
 
 

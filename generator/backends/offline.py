@@ -24,5 +24,5 @@ class OfflineBackend:
         # One stream of randomness per (run seed, seed, behavior): adding a behavior or
         # reordering seeds never changes another's output.
         rng = random.Random(f"{self.seed}\x1f{seed.id}\x1f{generator.name}")
-        ctx = Context(prompts=self.prompts, rng=rng, corpus=self.corpus, backend=self.name)
+        ctx = Context(prompts=self.prompts, rng=rng, corpus=self.corpus)
         return generator.offline(seed, ctx, k)

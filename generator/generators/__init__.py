@@ -27,7 +27,6 @@ class Context:
     prompts: Prompts
     rng: random.Random
     corpus: Any = None  # generator.corpus.CorpusWords, when a generator needs it
-    backend: str = "offline"
 
 
 class Generator:

@@ -18,7 +18,6 @@ from generator.generators import Context, Generator, pick, register
 from generator.templates import Prompts
 from generator.values import Example, Seed, Skip, short_hash
 
-KINDS = ("person", "place", "organization", "event", "work", "name")
 _CAP = r"[A-Z][\w'’&.\-]*"
 _CONNECTORS = ("of", "the", "de", "la", "von", "van", "du", "del", "da", "le", "upon")
 _SPAN = re.compile(rf"{_CAP}(?:[ \t]+(?:(?:{'|'.join(_CONNECTORS)})[ \t]+)*{_CAP})*")
