@@ -45,6 +45,8 @@ def _fold(name: str) -> str:
 def _jsonl_records(path: Path) -> Iterator[Record]:
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, 1):
+            if lineno == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark is not data
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -76,7 +78,7 @@ def _json_records(path: Path) -> Iterator[Record]:
     """Stream the items of a top-level JSON list without loading the whole file."""
     decoder = json.JSONDecoder()
     try:
-        fh = path.open("r", encoding="utf-8")
+        fh = path.open("r", encoding="utf-8-sig")
         with fh:
             buf = fh.read(_CHUNK)
             pos = _skip_ws(buf, 0)
@@ -149,7 +151,7 @@ def _csv_records(path: Path) -> Iterator[Record]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
-        with path.open("r", encoding="utf-8", newline="") as fh:
+        with path.open("r", encoding="utf-8-sig", newline="") as fh:
             reader = csv.DictReader(fh, delimiter=delimiter, strict=True)
             try:
                 for row in reader:
@@ -363,7 +365,7 @@ def _text(row: dict[str, Any], column: str, where: str, required: bool) -> str |
     raise InputError(f"{where}: field '{column}' is {type(value).__name__}, expected text")
 
 
-def to_seed(row: dict[str, Any], shape: Shape, where: str) -> Seed:
+def to_seed(row: dict[str, Any], shape: Shape, where: str, index: int = 0) -> Seed:
     """One row as a seed, by the file's shape."""
     if shape.name in ("messages", "conversations"):
         prompt, response = _from_chat(row.get(shape.prompt), shape.prompt, where)
@@ -378,7 +380,15 @@ def to_seed(row: dict[str, Any], shape: Shape, where: str) -> Seed:
         response = _text(row, shape.response, where, required=False) if shape.response else None
     given_id = row.get(shape.id) if shape.id else None
     seed_id = str(given_id) if isinstance(given_id, str | int) and str(given_id) else None
-    return Seed.make(prompt, response, id=seed_id, source=where)
+    for text in (prompt, response or ""):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(
+                f"{where}: text holds an unpaired surrogate escape such as "
+                "\\ud800; fix that escape in the row"
+            ) from None
+    return Seed.make(prompt, response, id=seed_id, source=where, index=index)
 
 
 def iter_seeds(
@@ -398,7 +408,7 @@ def iter_seeds(
                 return
             if shape is None:
                 shape = detect_shape(row.keys(), str(path), prompt_column, response_column)
-            yield to_seed(row, shape, where)
+            yield to_seed(row, shape, where, count)
             count += 1
         if shape is None:
             raise InputError(

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from generator import __version__, backends, generators
 from generator.checks import BANK as CHECKS_BANK
 from generator.checks import Checker
-from generator.errors import ConfigError, NotAvailableError
+from generator.errors import ConfigError, InputError, NotAvailableError
 from generator.io import iter_seeds
 from generator.runfolder import CANDIDATES, RunFolder, iter_rows
 from generator.select import select
@@ -130,12 +130,22 @@ class Pipeline:
         return total
 
     def fingerprint(self) -> str:
+        """A hash of everything that decides the output: inputs, settings, templates."""
         inputs = []
         for name in self.config.seeds:
-            stat = Path(name).stat()
-            inputs.append([str(Path(name).resolve()), stat.st_size, stat.st_mtime_ns])
+            path = Path(name).resolve()
+            # A save_to_disk folder is rewritten in place: its files tell, not the folder.
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            try:
+                inputs.append([[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files])
+            except OSError as e:
+                raise InputError(f"{name}: cannot read it ({e.strerror}); check the path") from None
         settings = asdict(self.config)
         settings.pop("out")
+        settings["seeds"] = [str(Path(name).resolve()) for name in self.config.seeds]
+        settings["prompts"] = (
+            str(Path(self.config.prompts).resolve()) if self.config.prompts else None
+        )
         blob = json.dumps(
             {"inputs": inputs, "settings": settings, "templates": self.template_hashes},
             sort_keys=True,
@@ -213,24 +223,24 @@ def generate(
     finally:
         try:
             folder.checkpoint()
+            counts = _plain(tally(iter_rows(folder.path / CANDIDATES)))
+            seconds = time.time() - started
+            manifest = _manifest(
+                config,
+                pipeline,
+                command,
+                fingerprint,
+                counts,
+                status,
+                total,
+                folder.done,
+                resumed_from,
+                started,
+                seconds,
+            )
+            folder.write_manifest(manifest)
         finally:
             folder.close()
-        counts = _plain(tally(iter_rows(folder.path / CANDIDATES)))
-        seconds = time.time() - started
-        manifest = _manifest(
-            config,
-            pipeline,
-            command,
-            fingerprint,
-            counts,
-            status,
-            total,
-            folder.done,
-            resumed_from,
-            started,
-            seconds,
-        )
-        folder.write_manifest(manifest)
     return RunResult(folder.path, total, resumed_from, counts, seconds, status, manifest)
 
 

@@ -24,6 +24,7 @@ DATASET = "dataset.jsonl"
 CANDIDATES = "candidates.jsonl"
 JOURNAL = "journal.jsonl"
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 _DATA_FILES = (DATASET, CANDIDATES)
 
 
@@ -55,7 +56,9 @@ class RunFolder:
         self.fingerprint = fingerprint
         self.checkpoint_seconds = checkpoint_seconds
         self._files: dict[str, Any] = {}
+        self._sizes = dict.fromkeys(_DATA_FILES, 0)  # bytes of whole seeds in each file
         self._journal = None
+        self._lockfile = None
         self._last_checkpoint = 0.0
         self.done = 0
 
@@ -72,10 +75,14 @@ class RunFolder:
         except OSError as e:
             raise self._fail("create the folder", e) from None
         journal = self.path / JOURNAL
+        self._lock()
         ours = [name for name in (*_DATA_FILES, JOURNAL, MANIFEST) if (self.path / name).exists()]
         if overwrite:
-            for name in ours:
-                (self.path / name).unlink()
+            try:
+                for name in ours:
+                    (self.path / name).unlink()
+            except OSError as e:
+                raise self._fail("remove the old run", e) from None
         elif journal.exists():
             self.done = self._recover(journal)
         elif ours:
@@ -87,11 +94,27 @@ class RunFolder:
             for name in _DATA_FILES:
                 self._files[name] = (self.path / name).open("ab")
             self._journal = journal.open("ab")
+            self._sizes = {name: fh.tell() for name, fh in self._files.items()}
             if self._journal.tell() == 0:
                 self._append_journal({"fingerprint": self.fingerprint, "created": time.time()})
         except OSError as e:
             raise self._fail("write", e) from None
         return self.done
+
+    def _lock(self) -> None:
+        """One writer per run folder: a second run on it would interleave rows."""
+        import fcntl
+
+        try:
+            self._lockfile = (self.path / LOCK).open("a")
+            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunFolderError(
+                f"{self.path}: another hedgerow run is writing to it; wait for "
+                "it to finish or choose another -o folder"
+            ) from None
+        except OSError as e:
+            raise self._fail("lock the folder", e) from None
 
     def _recover(self, journal: Path) -> int:
         entries, length = _valid_lines(journal)
@@ -128,34 +151,40 @@ class RunFolder:
 
     def write(self, dataset_rows: list[dict], candidate_rows: list[dict]) -> None:
         """Append one seed's rows (buffered until the next checkpoint)."""
+        blobs = {
+            CANDIDATES: "".join(map(dumps, candidate_rows)).encode("utf-8"),
+            DATASET: "".join(map(dumps, dataset_rows)).encode("utf-8"),
+        }
         try:
-            self._files[CANDIDATES].write("".join(map(dumps, candidate_rows)).encode("utf-8"))
-            self._files[DATASET].write("".join(map(dumps, dataset_rows)).encode("utf-8"))
+            for name, blob in blobs.items():
+                self._files[name].write(blob)
         except OSError as e:
             raise self._fail("write", e) from None
+        # Only now is the seed whole in both files: a checkpoint never records half of one,
+        # even when an interrupt lands between the two writes above.
+        for name, blob in blobs.items():
+            self._sizes[name] += len(blob)
         self.done += 1
         if time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds:
             self.checkpoint()
 
     def checkpoint(self) -> None:
-        """Make everything written so far durable and record it in the journal."""
+        """Make every whole seed written so far durable and record it in the journal."""
         try:
-            sizes = {}
-            for name, fh in self._files.items():
+            for fh in self._files.values():
                 fh.flush()
                 os.fsync(fh.fileno())
-                sizes[name] = fh.tell()
-            self._append_journal({"done": self.done, "sizes": sizes})
+            self._append_journal({"done": self.done, "sizes": dict(self._sizes)})
         except OSError as e:
             raise self._fail("write", e) from None
         self._last_checkpoint = time.monotonic()
 
     def close(self) -> None:
-        for fh in [*self._files.values(), self._journal]:
+        for fh in [*self._files.values(), self._journal, self._lockfile]:
             if fh is not None:
                 with contextlib.suppress(OSError):
                     fh.close()
-        self._files, self._journal = {}, None
+        self._files, self._journal, self._lockfile = {}, None, None
 
     def write_manifest(self, manifest: dict[str, Any]) -> Path:
         """Write manifest.json atomically (a reader never sees half of it)."""

@@ -86,27 +86,23 @@ class Prompts:
 
     def render(self, name: str, **variables: Any) -> str:
         """Render template file `name` with `variables`; errors name the file and line."""
-        from jinja2 import TemplateError as JinjaError
-
         try:
             template = self._compiled.get(name)
             if template is None:
                 template = self._compiled[name] = self.env.get_template(name)
             return template.render(**variables).strip()
-        except JinjaError as e:
+        except Exception as e:  # Jinja2 errors, and a template's own 1 // 0
             raise TemplateError(_describe(name, e)) from None
 
     def phrase(self, bank_name: str, text: str, **variables: Any) -> str:
         """Render one phrase-bank string (it may use variables like `{{ entity }}`)."""
-        from jinja2 import TemplateError as JinjaError
-
         key = f"{bank_name}\x00{text}"
         try:
             template = self._compiled.get(key)
             if template is None:
                 template = self._compiled[key] = self.env.from_string(text)
             return template.render(**variables).strip()
-        except JinjaError as e:
+        except Exception as e:  # Jinja2 errors, and a template's own 1 // 0
             raise TemplateError(_describe(bank_name, e, phrase=text)) from None
 
     def bank(self, name: str) -> dict[str, Any]:
@@ -118,6 +114,13 @@ class Prompts:
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
                 raise TemplateError(f"{path}: {e}; fix the TOML syntax") from None
         return self._banks[name]
+
+    def bank_int(self, name: str, key: str, default: int) -> int:
+        """A whole number from a bank (default when absent)."""
+        value = self.bank(name).get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise TemplateError(f"{self.path(name)}: '{key}' must be a whole number >= 0")
+        return value
 
     def bank_list(self, name: str, key: str) -> list[Any]:
         """A non-empty list from a bank; a missing or empty key is the user's to fix."""
@@ -149,13 +152,19 @@ def init_templates(target: Path, force: bool = False) -> list[Path]:
     """Copy the shipped templates into `target` for editing; never overwrite unless asked."""
     source = default_prompts_dir()
     written = []
-    for src in sorted(source.rglob("*")):
-        if not src.is_file() or src.suffix not in {".j2", ".toml"}:
-            continue
-        dst = target / src.relative_to(source)
-        if dst.exists() and not force:
-            continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
-        written.append(dst)
+    try:
+        for src in sorted(source.rglob("*")):
+            if not src.is_file() or src.suffix not in {".j2", ".toml"}:
+                continue
+            dst = target / src.relative_to(source)
+            if dst.exists() and not force:
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            written.append(dst)
+    except OSError as e:
+        raise TemplateError(
+            f"{target}: cannot write templates there ({e.strerror}); "
+            "choose a folder you can write to"
+        ) from None
     return written

@@ -9,7 +9,8 @@ from typing import Any
 
 def short_hash(*parts: str) -> str:
     """A stable 16-hex-digit id from text parts (unit separator between them)."""
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+    blob = "\x1f".join(parts).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -20,15 +21,24 @@ class Seed:
     prompt: str
     response: str | None
     source: str = ""  # "file:line" for messages; not part of the id
+    index: int = 0  # position in the input stream: example ids stay unique if seed ids repeat
 
     @classmethod
-    def make(cls, prompt: str, response: str | None, id: str | None = None, source: str = ""):
+    def make(
+        cls,
+        prompt: str,
+        response: str | None,
+        id: str | None = None,
+        source: str = "",
+        index: int = 0,
+    ):
         """A seed with the given id, or a content hash when there is none."""
         return cls(
             id=id if id else short_hash(prompt, response or ""),
             prompt=prompt,
             response=response,
             source=source,
+            index=index,
         )
 
 

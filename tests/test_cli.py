@@ -46,7 +46,8 @@ def test_examples_give_all_behaviors_and_whole_pairs(tmp_path):
     candidates = read_jsonl(out / "candidates.jsonl")
     skipped = [c for c in candidates if c["status"] == "skipped"]
     assert {"no_worked_calculation", "self_contained", "creative_prompt"} <= {
-        c["reason"] for c in skipped}
+        c["reason"] for c in skipped
+    }
     assert sum(manifest["counts"]["skipped"].values()) == len(skipped)
 
 
@@ -76,7 +77,10 @@ def test_behaviors_limit_and_dry_run(tmp_path):
     out = run_folder(tmp_path, "h", "--behaviors", "hedge", "--limit", "3")
     assert {r["behavior"] for r in read_jsonl(out / "dataset.jsonl")} == {"hedge"}
     assert {r["seed_id"] for r in read_jsonl(out / "dataset.jsonl")} == {
-        "ex-capital", "ex-author", "ex-river"}
+        "ex-capital",
+        "ex-author",
+        "ex-river",
+    }
     dry = invoke("generate", EXAMPLES, "--dry-run", "-o", tmp_path / "dry")
     assert dry.exit_code == 0 and "nothing written" in dry.output
     assert not (tmp_path / "dry").exists()
@@ -89,21 +93,29 @@ def test_prompts_overlay_changes_output(tmp_path):
     out = run_folder(tmp_path, "o", "--prompts", overlay, "--behaviors", "hedge")
     row = read_jsonl(out / "dataset.jsonl")[0]
     assert "%] " in row["messages"][1]["content"]
-    assert row["provenance"]["template_sha256"] == __import__("hashlib").sha256(
-        (overlay / "hedge" / "offline.j2").read_bytes()).hexdigest()
+    assert (
+        row["provenance"]["template_sha256"]
+        == __import__("hashlib").sha256((overlay / "hedge" / "offline.j2").read_bytes()).hexdigest()
+    )
 
 
-@pytest.mark.parametrize("setup, args, message", [
-    (None, ["missing.jsonl"], "missing.jsonl: no such file"),
-    (b"", ["e.jsonl"], "e.jsonl: no rows found"),
-    (b'{"question": "a"}\nnot json\n', ["e.jsonl"], "e.jsonl:2: not valid JSON"),
-    (b'{"question": "\xff"}\n', ["e.jsonl"], "e.jsonl:1: not UTF-8"),
-    (b'{"foo": "a", "bar": 1}\n', ["e.jsonl"], "columns: foo, bar"),
-    (b'{"question": "a"}\n', ["e.jsonl", "--backend", "openai"], "not available"),
-    (b'{"question": "a"}\n', ["e.jsonl", "--scorer", "embedded"], "not available"),
-    (b'{"question": "a"}\n', ["e.jsonl", "--model", "x"], "--model is for --backend openai"),
-    (b'{"question": "a"}\n', ["e.jsonl", "--behaviors", "poems"], "unknown behavior poems"),
-])
+@pytest.mark.parametrize(
+    "setup, args, message",
+    [
+        (None, ["missing.jsonl"], "missing.jsonl: no such file"),
+        (b"", ["e.jsonl"], "e.jsonl: no rows found"),
+        (b'{"question": "a"}\nnot json\n', ["e.jsonl"], "e.jsonl:2: not valid JSON"),
+        (b'{"question": "\xff"}\n', ["e.jsonl"], "e.jsonl:1: not UTF-8"),
+        (b'{"foo": "a", "bar": 1}\n', ["e.jsonl"], "columns: foo, bar"),
+        (b'{"question": "a"}\n', ["e.jsonl", "--backend", "openai"], "not available"),
+        (b'{"question": "a"}\n', ["e.jsonl", "--scorer", "embedded"], "not available"),
+        (b'{"question": "a"}\n', ["e.jsonl", "--model", "x"], "--model is for --backend openai"),
+        (b'{"question": "a"}\n', ["e.jsonl", "--behaviors", "poems"], "unknown behavior poems"),
+        (b'{"question": "a"}\n', ["e.jsonl", "--behaviors", ","], "--behaviors is empty"),
+        (b'{"question": "a"}\n', ["e.jsonl", "--behaviors", "hedge,hedge"], "hedge twice"),
+        (b'{"question": "a"}\n', ["e.jsonl", "gone.jsonl", "--limit", "1"], "gone.jsonl"),
+    ],
+)
 def test_bad_input_is_one_line_exit_1(tmp_path, setup, args, message):
     if setup is not None:
         (tmp_path / "e.jsonl").write_bytes(setup)
@@ -112,6 +124,15 @@ def test_bad_input_is_one_line_exit_1(tmp_path, setup, args, message):
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+
+
+def test_repeated_seed_ids_still_give_unique_example_ids(tmp_path):
+    row = {"id": "same", "question": "Who painted the Mona Lisa?", "answer": "Leonardo."}
+    seeds = write_jsonl(tmp_path / "d.jsonl", [row, row])
+    assert invoke("generate", seeds, "-o", tmp_path / "o").exit_code == 0
+    ids = [r["id"] for r in read_jsonl(tmp_path / "o" / "candidates.jsonl") if "id" in r]
+    pairs = [r["pair_id"] for r in read_jsonl(tmp_path / "o" / "dataset.jsonl") if r["pair_id"]]
+    assert len(ids) == len(set(ids)) > 0 and len(set(pairs)) == len(pairs) // 2
 
 
 def test_bad_usage_is_exit_2():
@@ -131,10 +152,12 @@ def test_templates_commands(tmp_path):
 
 
 def test_help_does_not_import_heavy_modules():
-    code = ("import sys\nfrom generator.cli import main\n"
-            "try:\n    main(['generate', '--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = {'datasets', 'llama_cpp', 'torch', 'pyarrow', 'jinja2', 'openai'}\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))")
+    code = (
+        "import sys\nfrom generator.cli import main\n"
+        "try:\n    main(['generate', '--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = {'datasets', 'llama_cpp', 'torch', 'pyarrow', 'jinja2', 'openai'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
@@ -143,11 +166,20 @@ def synthetic_seeds(path: Path, n: int) -> Path:
     rows = []
     for i in range(n):
         a, b = 3 + i % 17, 4 + i % 23
-        rows.append({"id": f"s{i}", "question": f"Crate {i} holds {a} rows of {b} jars. "
-                     "How many jars?", "answer": f"It holds {a} * {b} = <<{a}*{b}={a * b}>>"
-                     f"{a * b} jars.\n#### {a * b}"})
-        rows.append({"id": f"k{i}", "question": f"What is the capital of Norway (note {i})?",
-                     "answer": "Oslo is the capital of Norway."})
+        rows.append(
+            {
+                "id": f"s{i}",
+                "question": f"Crate {i} holds {a} rows of {b} jars. How many jars?",
+                "answer": f"It holds {a} * {b} = <<{a}*{b}={a * b}>>{a * b} jars.\n#### {a * b}",
+            }
+        )
+        rows.append(
+            {
+                "id": f"k{i}",
+                "question": f"What is the capital of Norway (note {i})?",
+                "answer": "Oslo is the capital of Norway.",
+            }
+        )
     return write_jsonl(path, rows)
 
 
@@ -168,8 +200,11 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
     rng = random.Random(4)
     progress = []
     for _ in range(3):
-        proc = subprocess.Popen([*cmd, "-o", str(tmp_path / "killed")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [*cmd, "-o", str(tmp_path / "killed")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(0.6, 2.0))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -185,9 +220,12 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
 
 def test_sigterm_stops_cleanly_and_keeps_finished_work(tmp_path):
     seeds = synthetic_seeds(tmp_path / "s.jsonl", 1500)
-    proc = subprocess.Popen([sys.executable, "-m", "generator", "generate", str(seeds), "-o",
-                             str(tmp_path / "run")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "generator", "generate", str(seeds), "-o", str(tmp_path / "run")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.5)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
@@ -197,3 +235,9 @@ def test_sigterm_stops_cleanly_and_keeps_finished_work(tmp_path):
     rows = read_jsonl(tmp_path / "run" / "dataset.jsonl")  # every line whole
     assert 0 < manifest["seeds"]["done"] < 3000
     assert len({r["seed_id"] for r in rows}) <= manifest["seeds"]["done"]
+    # and the same command finishes it to exactly what an uninterrupted run writes
+    cmd = [sys.executable, "-m", "generator", "generate", str(seeds)]
+    subprocess.run([*cmd, "-o", str(tmp_path / "run")], check=True, capture_output=True)
+    subprocess.run([*cmd, "-o", str(tmp_path / "clean")], check=True, capture_output=True)
+    for name in ("dataset.jsonl", "candidates.jsonl"):
+        assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()

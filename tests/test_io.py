@@ -195,3 +195,19 @@ def test_detect_shape_prefers_chat_then_alpaca():
     shape = detect_shape(["instruction", "input", "output"], "f")
     assert (shape.name, shape.prompt, shape.input) == ("alpaca", "instruction", "input")
     assert detect_shape(["Question", "Best Answer"], "f").response == "Best Answer"
+
+
+def test_byte_order_mark_is_not_data(tmp_path):
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "b.jsonl").write_bytes(bom + b'{"question": "q", "answer": "a"}\n')
+    (tmp_path / "b.json").write_bytes(bom + b'[{"question": "q", "answer": "a"}]')
+    (tmp_path / "b.csv").write_bytes(bom + b"question,answer\nq,a\n")
+    for name in ("b.jsonl", "b.json", "b.csv"):
+        assert [(s.prompt, s.response) for s in seeds_of(tmp_path / name)] == [("q", "a")]
+
+
+def test_unpaired_surrogate_is_a_clear_error(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"question": "bad \\ud800 escape"}\n')
+    with pytest.raises(InputError, match=r"s\.jsonl:1: .*surrogate"):
+        seeds_of(path)

@@ -55,6 +55,17 @@ def test_slip_is_wrong_positive_and_formatted_like_right(a, b, kind):
         assert wrong != right and int(wrong) > 0 and not wrong.startswith("0")
 
 
+def test_each_slip_kind_applies_somewhere():
+    step = Step("23 * 4", "92", 0, 2)
+    assert {
+        k: slip_value(step, k) for k in ("off_by_one", "off_by_ten", "digit_swap", "extra_group")
+    } == {"off_by_one": "93", "off_by_ten": "82", "digit_swap": "29", "extra_group": "115"}
+
+
+def test_huge_expression_is_not_a_step_and_does_not_crash():
+    assert evaluate("+".join(["1"] * 5000)) is None
+
+
 def trace(answer=GSM, k=1, seed_value=0):
     prompts = Prompts()
     seed = Seed.make("How many hens lay?", answer)

@@ -52,3 +52,38 @@ def test_manifest_is_replaced_atomically(tmp_path):
     path = folder.write_manifest({"a": 1})
     assert json.loads(path.read_text()) == {"a": 1}
     assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+def test_interrupt_between_the_two_writes_never_journals_half_a_seed(tmp_path):
+    folder = RunFolder(tmp_path / "run", "fp", checkpoint_seconds=3600)
+    folder.open()
+    folder.write([{"id": 1}], [{"c": 1}])
+    real = folder._files[DATASET]
+
+    class Interrupted:
+        def write(self, blob):
+            raise KeyboardInterrupt  # lands after the candidates line, before the dataset line
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    folder._files[DATASET] = Interrupted()
+    with pytest.raises(KeyboardInterrupt):
+        folder.write([{"id": 2}], [{"c": 2}])
+    folder._files[DATASET] = real
+    folder.checkpoint()  # what run.py's finally does
+    folder.close()
+    again = RunFolder(tmp_path / "run", "fp")
+    assert again.open() == 1
+    again.close()
+    assert (tmp_path / "run" / CANDIDATES).read_text() == '{"c": 1}\n'
+    assert (tmp_path / "run" / DATASET).read_text() == '{"id": 1}\n'
+
+
+def test_second_writer_is_refused(tmp_path):
+    first = RunFolder(tmp_path / "run", "fp")
+    first.open()
+    with pytest.raises(RunFolderError, match="another hedgerow run"):
+        RunFolder(tmp_path / "run", "fp").open()
+    first.close()
+    RunFolder(tmp_path / "run", "fp").open()

@@ -37,6 +37,12 @@ def test_sandbox_refuses_python_internals(tmp_path):
         Prompts(tmp_path).render("t.j2")
 
 
+def test_runtime_error_in_template_is_a_template_error(tmp_path):
+    (tmp_path / "t.j2").write_text("{{ 1 // 0 }}")
+    with pytest.raises(TemplateError, match=r"t\.j2"):
+        Prompts(tmp_path).render("t.j2")
+
+
 def test_seed_text_with_jinja_syntax_stays_data():
     out = Prompts().render(
         "hedge/offline.j2",

@@ -68,7 +68,7 @@ class Generator:
         behavior = behavior or self.name
         template = self.template if template is None else template
         return Example(
-            id=short_hash(seed.id, behavior, slot, str(index)),
+            id=short_hash(seed.id, str(seed.index), behavior, slot, str(index)),
             seed_id=seed.id,
             behavior=behavior,
             prompt=prompt,
@@ -112,6 +112,11 @@ def registry() -> dict[str, type[Generator]]:
 def get(names: Sequence[str], prompts: Prompts) -> list[Generator]:
     """Instances of the named generators, in the order given."""
     known = registry()
+    if not names:
+        raise ConfigError(f"--behaviors is empty; choose from {', '.join(known)}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"--behaviors names {', '.join(repeated)} twice; list each once")
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(

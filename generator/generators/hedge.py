@@ -45,7 +45,7 @@ class Hedge(Generator):
         if not self.asks_for_knowledge(seed.prompt):
             return self.skip(seed, "creative_prompt", seed.prompt.split(None, 1)[0])
         levels = self.levels()
-        per_seed = min(int(self.prompts.bank(self.bank).get("per_seed", 2)), len(levels))
+        per_seed = min(self.prompts.bank_int(self.bank, "per_seed", 2), len(levels))
         chosen = sorted(ctx.rng.sample(levels, per_seed), key=lambda lv: -lv["confidence"])
         out = []
         for level in chosen:

@@ -37,9 +37,11 @@ def evaluate(expression: str) -> Decimal | None:
     """The value of a small arithmetic expression (+ - * / and parentheses), else None."""
     text = expression.replace(",", "").replace("$", "").replace("×", "*").replace("÷", "/")
     text = re.sub(r"(?<=\d)\s*x\s*(?=\d)", "*", text)
+    if len(text) > 200:  # a step a person writes out, not a pasted sum of thousands of terms
+        return None
     try:
         tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
+    except (SyntaxError, RecursionError):
         return None
 
     def walk(node: ast.AST) -> Decimal:
@@ -53,7 +55,7 @@ def evaluate(expression: str) -> Decimal | None:
 
     try:
         return walk(tree.body)
-    except (ValueError, ArithmeticError, InvalidOperation):
+    except (ValueError, ArithmeticError, InvalidOperation, RecursionError):
         return None
 
 

@@ -53,11 +53,25 @@ class EntityRules:
 
     @cached_property
     def words(self) -> dict[str, frozenset[str]]:
-        bank = self.prompts.bank(self.BANK)
+        """Every word list of the bank, lower-cased; all of them must be there."""
+        keys = (
+            "not_names",
+            "adjectives_of_origin",
+            "organization_words",
+            "event_words",
+            "place_words",
+            "person_titles",
+            "place_cues",
+            "work_cues",
+            "person_cues",
+            "knowledge_cues",
+            "given_text_starts",
+            "number_words",
+            "character_verbs",
+        )
         return {
-            key: frozenset(str(w).lower() for w in value)
-            for key, value in bank.items()
-            if isinstance(value, list)
+            key: frozenset(str(w).lower() for w in self.prompts.bank_list(self.BANK, key))
+            for key in keys
         }
 
     def _cue_before(self, prompt: str, start: int, cues: str) -> bool:
@@ -151,7 +165,7 @@ class EntityRules:
         """None when the answer depends on knowing the entity; else the reason it does not."""
         instruction, _, given = prompt.partition("\n\n")
         head = instruction.strip().lower()
-        limit = int(self.prompts.bank(self.BANK).get("self_contained_quantities", 2))
+        limit = self.prompts.bank_int(self.BANK, "self_contained_quantities", 2)
         if entity.text not in instruction:
             return "entity_in_given_text"
         if self.quantities(prompt) >= limit or self._is_character(prompt, entity.text):
@@ -276,7 +290,7 @@ class Refusal(Generator):
                 offer=self.prompts.phrase(self.bank, offers[i], **variables),
                 **variables,
             )
-            pair_id = short_hash(seed.id, "pair", str(i))
+            pair_id = short_hash(seed.id, str(seed.index), "pair", str(i))
             attributes = {
                 "kind": "unknown_entity",
                 "entity_kind": entity.kind,
