@@ -62,6 +62,14 @@ def test_each_slip_kind_applies_somewhere():
     } == {"off_by_one": "93", "off_by_ten": "82", "digit_swap": "29", "extra_group": "115"}
 
 
+def test_unpunctuated_line_gets_a_full_stop_before_the_recovery():
+    _, out, _ = trace(answer="Cost: 12 * 3 = <<12*3=36>>36 dollars\n#### 36", k=3)
+    for ex in out:
+        at = ex.attributes["recovery"]["start"]
+        assert ex.response[:at].rstrip().endswith(".")
+        assert ex.attributes["slip"]["wrong"] not in {"12", "3"}
+
+
 def test_huge_expression_is_not_a_step_and_does_not_crash():
     assert evaluate("+".join(["1"] * 5000)) is None
 

@@ -40,6 +40,26 @@ def test_finds_entity_and_kind(rules, prompt, text, kind):
     assert (entity.text, entity.kind) == (text, kind)
 
 
+def test_names_keep_their_common_words_numerals_and_titles(rules):
+    assert best(rules, "What is the population of New Zealand?").text == "New Zealand"
+    assert rules.find("What does the word 'Serendipity' mean?") == []
+    prompts = Prompts()
+    from generator.generators.refusal import Fabricator
+
+    fab = Fabricator(prompts, "refusal/phrases.toml", rules)
+    war = best(rules, "What happened in World War II?")
+    name = fab.fabricate(war, random.Random(1), None, "What happened in World War II?")
+    assert name.endswith(" War II") and name.count(" ") == 2
+    king = best(rules, "Who was Dr. Martin Luther King?")
+    name = fab.fabricate(king, random.Random(1), None, "Who was Dr. Martin Luther King?")
+    assert name.startswith("Dr. ") and "King" not in name
+
+
+def test_decline_keeps_the_article():
+    _, (refusal, _), _ = run("Tell me about the Treaty of Versailles.", "It ended a war.")
+    assert f"the {refusal.attributes['entity']}" in refusal.response
+
+
 def test_question_words_and_acronyms_are_not_entities(rules):
     assert rules.find("What is DNA made of?") == []
     assert rules.find("How do I boil an egg?") == []

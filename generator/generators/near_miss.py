@@ -145,24 +145,30 @@ def slip_value(step: Step, kind: str) -> str | None:
         if len(factors) == 2 and all(re.fullmatch(r"\$?\d+", f.strip()) for f in factors):
             first = Decimal(factors[0].strip().lstrip("$"))
             wrong = right + first if int(right) % 2 == 0 else right - first
-    if wrong is None or wrong == right or wrong <= 0 < right:
+    operands = {parse_number(n) for n in re.findall(_NUM, step.expression)}
+    if wrong is None or wrong == right or wrong <= 0 < right or wrong in operands:
+        # equal to an operand reads as a step skipped, not a slip made
         return None
     text = f"{wrong:.{places}f}"
     return f"{int(wrong):,}" if "," in step.result and places == 0 else text
+
+
+# A sentence ends at . ! ? before white space, but not after a title's abbreviation.
+_SENTENCE_END = re.compile(r"(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)[.!?](?=\s)")
 
 
 def _sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     """The sentence (or line) around [start, end)."""
     left = max(text.rfind("\n", 0, start), _last_sentence_end(text, start))
     right_candidates = [i for i in (text.find("\n", end),) if i != -1]
-    m = re.compile(r"[.!?](?=\s)").search(text, end)
+    m = _SENTENCE_END.search(text, end)
     if m:
         right_candidates.append(m.end())
     return left + 1 if left >= 0 else 0, min(right_candidates, default=len(text))
 
 
 def _last_sentence_end(text: str, before: int) -> int:
-    ends = [m.end() - 1 for m in re.finditer(r"[.!?]\s", text[:before])]
+    ends = [m.end() for m in _SENTENCE_END.finditer(text[:before])]
     return ends[-1] if ends else -1
 
 
@@ -210,7 +216,9 @@ class NearMiss(Generator):
     ) -> Example | None:
         s0, s1 = _sentence_bounds(text, step.start, step.end)
         sentence = text[s0:s1]
-        slipped = sentence[: step.start - s0] + wrong + sentence[step.end - s0 :]
+        slipped = (sentence[: step.start - s0] + wrong + sentence[step.end - s0 :]).rstrip()
+        if not slipped.endswith((".", "!", "?", ":")):
+            slipped += "."  # the recovery starts a new sentence
         recovery = self.prompts.phrase(
             self.bank, recovery_phrase, expression=step.expression, wrong=wrong, right=step.result
         )
@@ -218,12 +226,12 @@ class NearMiss(Generator):
         response = self.prompts.render(
             self.template,
             before=text[:s0],
-            slipped=slipped.rstrip(),
+            slipped=slipped,
             recovery=recovery,
             corrected=corrected,
             after=text[s1:],
         )
-        slip_at = response.find(slipped.rstrip())
+        slip_at = response.find(slipped)
         recovery_at = response.find(recovery, slip_at + 1)
         if slip_at < 0 or recovery_at < 0:
             return None  # a user template that drops a piece: nothing to point at

@@ -68,6 +68,7 @@ class EntityRules:
             "given_text_starts",
             "number_words",
             "character_verbs",
+            "mention_cues",
         )
         return {
             key: frozenset(str(w).lower() for w in self.prompts.bank_list(self.BANK, key))
@@ -75,7 +76,7 @@ class EntityRules:
         }
 
     def _cue_before(self, prompt: str, start: int, cues: str) -> bool:
-        before = " ".join(prompt[:start].lower().split()[-3:])
+        before = " ".join(prompt[:start].rstrip("\"“'‘ ").lower().split()[-3:])
         return any(re.search(rf"\b{re.escape(c)}(?:\s+the)?\s*$", before) for c in self.words[cues])
 
     def find(self, prompt: str) -> list[Entity]:
@@ -85,8 +86,14 @@ class EntityRules:
         for m in _SPAN.finditer(prompt):
             tokens = m.group().split()
             start = m.start()
+            # A common word opens a name only mid-sentence ("in New Zealand"): at a
+            # sentence start it is just capitalised ("What", "Describe").
             while tokens and (
-                _fold(tokens[0]) in words["not_names"] or _fold(tokens[0]) in _CONNECTORS
+                _fold(tokens[0]) in _CONNECTORS
+                or (
+                    _fold(tokens[0]) in words["not_names"]
+                    and _SENTENCE_START.search(prompt[: prompt.index(tokens[0], start)])
+                )
             ):
                 start = prompt.index(tokens[0], start) + len(tokens[0])
                 tokens.pop(0)
@@ -123,6 +130,8 @@ class EntityRules:
                 and not self._is_character(prompt, text)
             ):
                 continue  # a capitalised first word, not a name
+            if self._cue_before(prompt, start, "mention_cues"):
+                continue  # "the word 'Serendipity'" is a word, not a thing to know about
             found.append(Entity(text, start, kind, at_start))
         return sorted(
             found,
@@ -203,7 +212,11 @@ class Fabricator:
             return None
         words = self.rules.words
         if entity.kind == "person":
-            titles = [t for t in entity.tokens if _fold(t) in words["person_titles"]]
+            titles = []
+            for t in entity.tokens:  # titles lead a name; "King" later is a surname
+                if _fold(t) not in words["person_titles"]:
+                    break
+                titles.append(t)
             names = len(entity.tokens) - len(titles)
             given = (
                 [rng.choice(self.prompts.bank_list(self.bank, "given_names"))] if names >= 2 else []
@@ -227,7 +240,7 @@ class Fabricator:
             )
             out: list[str] = []
             for token in entity.tokens:
-                if _fold(token) in keep:
+                if _fold(token) in keep or re.fullmatch(r"[IVXLC]+|\d+", token):
                     out.append(token)
                 elif not out or out[-1] != core:
                     out.append(core)
@@ -277,8 +290,10 @@ class Refusal(Generator):
             fake = self.fabricator.fabricate(entity, ctx.rng, ctx.corpus, seed.prompt)
             if fake is None:
                 return self.skip(seed, "no_fresh_name", entity.text)
+            # "the Treaty of X" stays "the Treaty of X" in the decline
+            article = "the " if re.search(r"\bthe\s+$", seed.prompt[: entity.start], re.I) else ""
             variables = {
-                "entity": fake,
+                "entity": article + fake,
                 "kind": entity.kind,
                 "described": kind.get("described", ""),
                 "noun": kind.get("noun", ""),
