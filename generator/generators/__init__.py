@@ -9,6 +9,7 @@ register through `register`, the same hook a plugin uses (entry point group
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -89,6 +90,12 @@ def pick(rng: random.Random, options: Sequence[Any], k: int) -> list[Any]:
     """k choices, distinct while the options last, then cycling (deterministic per rng)."""
     order = rng.sample(list(options), len(options))
     return [order[i % len(order)] for i in range(k)]
+
+
+def starts_with_any(text: str, phrases) -> bool:
+    """True when lower-cased `text` opens with one of `phrases` as whole words."""
+    head = text.strip().lower()
+    return any(re.match(rf"{re.escape(p.lower())}\b", head) for p in phrases)
 
 
 def register(cls: type[Generator]) -> type[Generator]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 from generator.errors import TemplateError
-from generator.generators import Context, Generator, pick, register
+from generator.generators import Context, Generator, pick, register, starts_with_any
 from generator.values import Example, Seed, Skip
 
 
@@ -36,8 +34,7 @@ class Hedge(Generator):
     def asks_for_knowledge(self, prompt: str) -> bool:
         """False for prompts that ask to make something up (a poem, a rewrite)."""
         starts = self.prompts.bank(self.bank).get("skip_prompt_starts", [])
-        head = prompt.strip().lower()
-        return not any(re.match(rf"{re.escape(s)}\b", head) for s in starts)
+        return not starts_with_any(prompt, starts)
 
     def offline(self, seed: Seed, ctx: Context, k: int) -> list[Example] | Skip:
         if not seed.response or not seed.response.strip():

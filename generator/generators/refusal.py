@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from generator.corpus import CorpusWords
-from generator.generators import Context, Generator, pick, register
+from generator.generators import Context, Generator, pick, register, starts_with_any
 from generator.templates import Prompts
 from generator.values import Example, Seed, Skip, short_hash
 
@@ -179,7 +179,7 @@ class EntityRules:
             return "entity_in_given_text"
         if self.quantities(prompt) >= limit or self._is_character(prompt, entity.text):
             return "self_contained"
-        if any(re.match(rf"{re.escape(s)}\b", head) for s in self.words["given_text_starts"]):
+        if starts_with_any(head, self.words["given_text_starts"]):
             return "works_on_given_text"
         if not any(re.search(rf"\b{re.escape(c)}\b", head) for c in self.words["knowledge_cues"]):
             return "not_a_knowledge_question"
