@@ -137,12 +137,13 @@ class Pipeline:
             # A save_to_disk folder is rewritten in place: its files tell, not the folder.
             files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
             try:
-                inputs.append([[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files])
+                stats = [(p, p.stat()) for p in files]
             except OSError as e:
                 raise InputError(f"{name}: cannot read it ({e.strerror}); check the path") from None
+            inputs.append([[str(p), st.st_size, st.st_mtime_ns] for p, st in stats])
         settings = asdict(self.config)
         settings.pop("out")
-        settings["seeds"] = [str(Path(name).resolve()) for name in self.config.seeds]
+        settings.pop("seeds")  # `inputs` names them, resolved: ./a.jsonl and a.jsonl are one
         settings["prompts"] = (
             str(Path(self.config.prompts).resolve()) if self.config.prompts else None
         )

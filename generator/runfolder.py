@@ -74,8 +74,15 @@ class RunFolder:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise self._fail("create the folder", e) from None
-        journal = self.path / JOURNAL
         self._lock()
+        try:
+            return self._prepare(overwrite)
+        except BaseException:
+            self.close()  # a refused folder must not stay locked by this process
+            raise
+
+    def _prepare(self, overwrite: bool) -> int:
+        journal = self.path / JOURNAL
         ours = [name for name in (*_DATA_FILES, JOURNAL, MANIFEST) if (self.path / name).exists()]
         if overwrite:
             try:
