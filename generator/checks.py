@@ -94,11 +94,27 @@ class Checker:
             failures.extend(behavior_check(example, reference))
         return failures
 
+    @cached_property
+    def min_overlap(self) -> float:
+        value = self.prompts.bank(BANK).get("hedge_min_overlap", 0.5)
+        if not isinstance(value, int | float) or not 0 <= value <= 1:
+            from generator.errors import TemplateError
+
+            raise TemplateError(f"{self.prompts.path(BANK)}: hedge_min_overlap must be 0-1")
+        return float(value)
+
+    @cached_property
+    def common_words(self) -> frozenset[str]:
+        return frozenset(w.lower() for w in self.prompts.bank(BANK).get("common_words", []))
+
     def hedge(self, example: Example, reference: str | None) -> list[str]:
         failures = []
         if not _any(self.cues.hedge, example.response):
             failures.append("hedge_without_cue")
-        if not reference or normalize(reference) not in normalize(example.response):
+        common = self.common_words
+        if not reference or not keeps_content(
+            reference, example.response, self.min_overlap, common
+        ):
             failures.append("hedge_changed_reference")
         confidence = example.attributes.get("confidence")
         if not isinstance(confidence, int | float) or not 0 < confidence < 1:
@@ -140,13 +156,61 @@ class Checker:
         if any(not (r0 <= a and b <= r1) for a, b in _spans(self.cues.recovery, text)):
             failures.append("near_miss_extra_slip")
         final = example.attributes.get("final_answer")
-        if not final or final_answer(reference or "") != final or final_answer(text) != final:
+        if not same_final_answer(str(final or ""), reference or "", text, r1):
             failures.append("near_miss_wrong_final_answer")
         return failures
 
 
 _FINAL_MARK = re.compile(r"####\s*(.+?)\s*$", re.MULTILINE)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+_WORD = re.compile(r"\w{4,}")
+_CAPITALISED = re.compile(r"\b[A-Z][\w'-]+")
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def names(text: str, common: frozenset[str] = frozenset()) -> set[str]:
+    """Capitalised words that are not just sentence openers: never written lower-case in
+    `text` and not in `common` (the/this/however...)."""
+    lower = set(re.findall(r"\b[a-z][\w'-]*", text))
+    return {
+        w for w in _CAPITALISED.findall(text) if w.lower() not in lower and w.lower() not in common
+    }
+
+
+def keeps_content(
+    reference: str, response: str, min_overlap: float, common: frozenset[str] = frozenset()
+) -> bool:
+    """The response says what the reference says: verbatim, or its final answer, its names
+    and at least `min_overlap` of its content words (a model rewords; it must not change
+    facts)."""
+    reference = normalize(reference)
+    if reference in normalize(response):
+        return True
+    final = final_answer(reference)
+    if final is not None and final not in response.replace(",", ""):
+        return False
+    if any(name not in response for name in names(reference, common)):
+        return False
+    words = _words(reference)
+    return bool(words) and len(words & _words(response)) / len(words) >= min_overlap
+
+
+def same_final_answer(final: str, reference: str, text: str, after: int) -> bool:
+    """The trace ends at the reference's final answer: the same number where the
+    reference has one, else the answer's words in the reference and after the recovery."""
+    final = final.strip()
+    if not final:
+        return False
+    ref = final_answer(reference)
+    if ref is not None and _NUMBER.fullmatch(final.replace(",", "")):
+        return final.replace(",", "") == ref and final_answer(text) == ref
+    folded = normalize(final).lower().rstrip(".")
+    return folded in normalize(reference).lower() and folded in normalize(text[after:]).lower()
 
 
 def final_answer(text: str) -> str | None:

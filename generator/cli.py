@@ -69,6 +69,10 @@ class _Bar:
             def render(self, task):
                 return Text(f"{task.speed or 0:.1f} seeds/s")
 
+        class Requests(ProgressColumn):
+            def render(self, task):
+                return Text(task.fields.get("requests", ""))
+
         self.progress = Progress(
             TextColumn(label),
             BarColumn(),
@@ -77,6 +81,7 @@ class _Bar:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
+            Requests(),
             console=console,
             disable=not self.enabled,
         )
@@ -95,9 +100,24 @@ class _Bar:
     def advance(self, n: int = 1) -> None:
         self.progress.advance(self.task, n)
 
+    def note(self, stats) -> None:
+        errors = sum(stats.errors.values())
+        text = (
+            f"{stats.sent} sent {stats.cached} cached "
+            f"{stats.prompt_tokens + stats.completion_tokens:,} tokens "
+            f"{errors} errors {stats.failed} failed"
+        )
+        self.progress.update(self.task, requests=text)
+
 
 def _terminate_as_interrupt(signum, frame):
-    raise KeyboardInterrupt
+    # SIGTERM stops a run exactly like Ctrl-C: while the event loop runs, its SIGINT
+    # handler cancels the run at an await, so no seed is cut in half.
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signum, frame)
+    else:
+        raise KeyboardInterrupt
 
 
 @main.command()
@@ -122,8 +142,33 @@ def _terminate_as_interrupt(signum, frame):
     help="Where candidates come from.",
 )
 @_option("--model", help="Model name for --backend openai.")
-@_option("--base-url", help="OpenAI-compatible endpoint for --backend openai.")
-@_option("--concurrency", type=int, help="Requests in flight for --backend openai.")
+@_option(
+    "--base-url",
+    "base_urls",
+    multiple=True,
+    envvar=["HEDGEROW_BASE_URL", "OPENAI_BASE_URL"],
+    help="OpenAI-compatible endpoint for --backend openai; repeat it to spread requests "
+    "over replicas (the API key comes from OPENAI_API_KEY).",
+)
+@_option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    help="Requests in flight for --backend openai (default 16).",
+)
+@_option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait for one response before retrying it.",
+)
+@_option(
+    "--reasks",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Times an unusable reply goes back to the model with the error.",
+)
 @_option(
     "--candidates",
     type=click.IntRange(min=1),
@@ -161,8 +206,10 @@ def generate(
     behaviors,
     backend,
     model,
-    base_url,
+    base_urls,
     concurrency,
+    timeout,
+    reasks,
     candidates,
     scorer,
     seed,
@@ -174,20 +221,11 @@ def generate(
     dry_run,
 ):
     """Turn SEEDS (JSONL, JSON, CSV, Parquet, save_to_disk folders) into a run folder."""
-    from generator.errors import NotAvailableError
+    import os
+
     from generator.run import RunConfig
     from generator.run import generate as run_generate
 
-    for flag, value in (
-        ("--model", model),
-        ("--base-url", base_url),
-        ("--concurrency", concurrency),
-    ):
-        if value is not None:
-            raise NotAvailableError(
-                f"{flag} is for --backend openai, which is not available "
-                "in this version yet; drop the flag"
-            )
     config = RunConfig(
         seeds=tuple(seeds),
         out=out,
@@ -200,6 +238,11 @@ def generate(
         prompts=prompts,
         prompt_column=prompt_column,
         response_column=response_column,
+        model=model,
+        base_urls=tuple(base_urls),
+        concurrency=concurrency,
+        timeout=timeout,
+        reasks=reasks,
     )
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
@@ -210,6 +253,7 @@ def generate(
                 command=["hedgerow", *sys.argv[1:]],
                 dry_run=dry_run,
                 overwrite=overwrite,
+                api_key=os.environ.get("OPENAI_API_KEY") or None,
             )
     except KeyboardInterrupt:
         click.echo(
@@ -236,6 +280,29 @@ def _print_summary(result) -> None:
     if counts["dropped"]:
         reasons = ", ".join(f"{k} {v}" for k, v in counts["dropped"].items())
         click.echo(f"  dropped: {reasons}")
+    if counts.get("failed"):
+        reasons = ", ".join(f"{k} {v}" for k, v in counts["failed"].items())
+        click.echo(f"  failed (see candidates.jsonl): {reasons}")
+    r = result.requests
+    if r is not None:
+        click.echo(
+            f"  requests: {r['requests']} ({r['sent']} sent, {r['cached']} from the cache, "
+            f"{r['retries']} retries, {r['reasks']} re-asks, {r['failed']} failed)"
+        )
+        if result.path is None:
+            cost = r.get("estimated_prompt_cost_usd")
+            click.echo(
+                f"  would send {r['requests'] - r['cached']} requests, about "
+                f"{r.get('estimated_prompt_tokens', 0):,} prompt tokens (characters / 4)"
+                + (f", about ${cost:.2f} of input" if cost is not None else "")
+                + "; completions add at most max_tokens each"
+            )
+        else:
+            usage = result.manifest.get("token_usage", {})
+            click.echo(
+                f"  tokens: {usage.get('prompt', 0):,} prompt, "
+                f"{usage.get('completion', 0):,} completion"
+            )
 
 
 @main.group()

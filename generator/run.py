@@ -6,12 +6,13 @@ reports progress through an optional callback and returns a `RunResult`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import platform
 import time
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,11 +45,24 @@ class RunConfig:
     prompts: str | None = None
     prompt_column: str | None = None
     response_column: str | None = None
+    # --backend openai (the API key is never part of a config: it is never written)
+    model: str | None = None
+    base_urls: tuple[str, ...] = ()
+    concurrency: int | None = None
+    timeout: float = 120.0
+    reasks: int = 2
+
+
+# Settings that change how a run reaches its endpoint, not what it writes: changing
+# them resumes the same run folder.
+_TRANSPORT = ("base_urls", "concurrency", "timeout")
+DEFAULT_CONCURRENCY = 16  # a hosted API's comfortable default; local servers take more
 
 
 class Progress(Protocol):
     def start(self, total: int, done: int) -> None: ...
     def advance(self, n: int = 1) -> None: ...
+    def note(self, stats: Any) -> None: ...
 
 
 @dataclass
@@ -62,6 +76,7 @@ class RunResult:
     seconds: float
     status: str = "complete"
     manifest: dict[str, Any] = field(default_factory=dict)
+    requests: dict[str, Any] | None = None  # --backend openai: what was asked and spent
 
 
 def tally(rows: Iterable[dict[str, Any]], counts: dict[str, Counter] | None = None):
@@ -69,13 +84,13 @@ def tally(rows: Iterable[dict[str, Any]], counts: dict[str, Counter] | None = No
     counts = (
         counts
         if counts is not None
-        else {k: Counter() for k in ("candidates", "selected", "dropped", "skipped")}
+        else {k: Counter() for k in ("candidates", "selected", "dropped", "skipped", "failed")}
     )
     for row in rows:
         behavior = row["behavior"]
         status = row.get("status")
-        if status == "skipped":
-            counts["skipped"][f"{behavior}:{row['reason']}"] += 1
+        if status in ("skipped", "failed"):
+            counts[status][f"{behavior}:{row['reason']}"] += 1
             continue
         counts["candidates"][behavior] += 1
         if status == "selected":
@@ -92,9 +107,19 @@ def _plain(counts: dict[str, Counter]) -> dict[str, dict[str, int]]:
 class Pipeline:
     """The stages of one run, wired once and applied seed by seed."""
 
-    def __init__(self, config: RunConfig):
+    def __init__(self, config: RunConfig, api_key: str | None = None, dry_run: bool = False):
         if config.candidates < 1:
             raise ConfigError("--candidates must be at least 1")
+        if config.backend == "openai" and not config.model:
+            raise ConfigError("--backend openai needs --model NAME (the endpoint's model id)")
+        if config.backend != "openai":
+            for flag, value in (
+                ("--model", config.model),
+                ("--base-url", config.base_urls),
+                ("--concurrency", config.concurrency),
+            ):
+                if value:
+                    raise ConfigError(f"{flag} is for --backend openai; add --backend openai")
         if config.scorer != "none":
             raise NotAvailableError(
                 f"--scorer {config.scorer}: fit scoring is not available "
@@ -105,9 +130,44 @@ class Pipeline:
         self.generators = generators.get(config.behaviors, self.prompts)
         self.checker = Checker(self.prompts)
         self.checker.cues  # noqa: B018  (compile the cues now: a bad pattern fails before work)
-        names = sorted({t for g in self.generators for t in g.templates()} | {CHECKS_BANK})
+        self.window = 1  # seeds in flight: one at a time offline, many against an endpoint
+        if config.backend == "openai":
+            from generator.backends.openai import Settings
+
+            concurrency = config.concurrency or DEFAULT_CONCURRENCY
+            if concurrency < 1:
+                raise ConfigError("--concurrency must be at least 1")
+            settings = Settings(
+                model=config.model,
+                base_urls=config.base_urls,
+                api_key=api_key,
+                concurrency=concurrency,
+                timeout=config.timeout,
+                reasks=config.reasks,
+            )
+            self.backend = backends.get(
+                "openai",
+                prompts=self.prompts,
+                settings=settings,
+                seed=config.seed,
+                dry_run=dry_run,
+            )
+            self.window = max(4, 2 * concurrency)
+            used = [t for g in self.generators for t in g.llm_templates()]
+        else:
+            self.backend = backends.get(config.backend, prompts=self.prompts, seed=config.seed)
+            used = [t for g in self.generators for t in g.templates()]
+        names = sorted({*used, *self.backend.templates(), CHECKS_BANK})
         self.template_hashes = {name: self.prompts.sha256(name) for name in names}
-        self.backend = backends.get(config.backend, prompts=self.prompts, seed=config.seed)
+        if config.backend == "openai":  # render one request now: a broken template fails first
+            self._probe_templates()
+
+    def _probe_templates(self) -> None:
+        import random
+
+        probe = Seed.make("What is 2 + 3?", "2 + 3 = 5\n#### 5", id="probe")
+        for generator in self.generators:
+            generator.requests(probe, random.Random(0))
 
     def seeds(self) -> Iterator[Seed]:
         c = self.config
@@ -142,8 +202,8 @@ class Pipeline:
                 raise InputError(f"{name}: cannot read it ({e.strerror}); check the path") from None
             inputs.append([[str(p), st.st_size, st.st_mtime_ns] for p, st in stats])
         settings = asdict(self.config)
-        settings.pop("out")
-        settings.pop("seeds")  # `inputs` names them, resolved: ./a.jsonl and a.jsonl are one
+        for name in ("out", "seeds", *_TRANSPORT):  # `inputs` names the seeds, resolved
+            settings.pop(name)
         settings["prompts"] = (
             str(Path(self.config.prompts).resolve()) if self.config.prompts else None
         )
@@ -153,27 +213,59 @@ class Pipeline:
         )
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def process(self, seed: Seed) -> tuple[list[dict], list[dict]]:
+    async def process(self, seed: Seed) -> tuple[list[dict], list[dict]]:
         """One seed through generate, validate and select: (dataset rows, candidate rows)."""
-        produced: list[list[dict] | Skip] = []
-        checked = []
-        for generator in self.generators:
-            out = self.backend.produce(generator, seed, self.config.candidates)
-            produced.append(out)
-            if not isinstance(out, Skip):
-                checked.extend((ex, self.checker.check(ex, seed.response)) for ex in out)
+        k = self.config.candidates
+        produced = await asyncio.gather(
+            *(self.backend.produce(generator, seed, k) for generator in self.generators)
+        )
+        checked = [
+            (item, self.checker.check(item, seed.response))
+            for out in produced
+            if not isinstance(out, Skip)
+            for item in out
+            if not isinstance(item, Skip)
+        ]
         decisions = iter(select(checked))
         candidate_rows, dataset_rows = [], []
         for out in produced:
-            if isinstance(out, Skip):
-                candidate_rows.append(out.to_row())
-                continue
-            for _ in out:
+            for item in [out] if isinstance(out, Skip) else out:
+                if isinstance(item, Skip):  # the generator's skip, or a failed request
+                    candidate_rows.append(item.to_row())
+                    continue
                 decision = next(decisions)
                 candidate_rows.append(decision.to_row())
                 if decision.selected:
                     dataset_rows.append(decision.example.to_row())
         return dataset_rows, candidate_rows
+
+    async def drive(self, start: int, sink: Callable[[tuple[list, list]], None]) -> None:
+        """Process the seeds from index `start` on, `self.window` at a time, handing each
+        seed's rows to `sink` in input order (so resuming and output bytes never depend on
+        which request came back first)."""
+        pending: deque[asyncio.Future] = deque()
+        try:
+            for index, seed in enumerate(self.seeds()):
+                if index < start:
+                    continue
+                pending.append(asyncio.ensure_future(self.process(seed)))
+                while pending and (len(pending) >= self.window or pending[0].done()):
+                    sink(await pending.popleft())
+            while pending:
+                sink(await pending.popleft())
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # Stopped early: keep every seed finished in order; the answers of the rest
+            # are in the response cache, so the re-run asks only what was in flight.
+            while pending and pending[0].done() and not pending[0].cancelled():
+                if pending[0].exception() is not None:
+                    break
+                sink(pending.popleft().result())
+            raise
+        finally:
+            for future in pending:
+                future.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await self.backend.aclose()
 
 
 def default_out(config: RunConfig, fingerprint: str) -> Path:
@@ -188,41 +280,74 @@ def generate(
     command: list[str] | None = None,
     dry_run: bool = False,
     overwrite: bool = False,
+    api_key: str | None = None,
 ) -> RunResult:
     """Run (or resume) one generation run; returns where it wrote and what it counted."""
+    from generator.backends.cache import FILE as CACHE_FILE
+    from generator.backends.cache import ResponseCache
+
     started = time.time()
-    pipeline = Pipeline(config)
+    pipeline = Pipeline(config, api_key=api_key, dry_run=dry_run)
     total = pipeline.survey()
     fingerprint = pipeline.fingerprint()
+    path = Path(config.out) if config.out else default_out(config, fingerprint)
+    stats = getattr(pipeline.backend, "stats", None)
+
+    def noted() -> None:
+        if progress:
+            progress.advance()
+            if stats is not None:
+                progress.note(stats)
+
     if dry_run:
-        counts = None
+        if stats is not None and (path / CACHE_FILE).is_file():
+            pipeline.backend.cache = ResponseCache(path / CACHE_FILE, readonly=True)
+        counts = tally([])
         if progress:
             progress.start(total, 0)
-        for seed in pipeline.seeds():
-            counts = tally(pipeline.process(seed)[1], counts)
-            if progress:
-                progress.advance()
+
+        def count(rows: tuple[list, list]) -> None:
+            tally(rows[1], counts)
+            noted()
+
+        try:
+            asyncio.run(pipeline.drive(0, count))
+        finally:
+            if pipeline.backend.cache is not None:
+                pipeline.backend.cache.close()
         return RunResult(
-            None, total, 0, _plain(counts or tally([])), time.time() - started, status="dry-run"
+            None,
+            total,
+            0,
+            _plain(counts),
+            time.time() - started,
+            status="dry-run",
+            requests=_requests(stats, config),
         )
 
-    folder = RunFolder(
-        Path(config.out) if config.out else default_out(config, fingerprint), fingerprint
-    )
+    folder = RunFolder(path, fingerprint)
     resumed_from = folder.open(overwrite=overwrite)
+    carried = folder.carried.get("usage", {})
+    if stats is not None:
+        pipeline.backend.cache = ResponseCache(folder.path / CACHE_FILE)
     status = "interrupted"
     if progress:
         progress.start(total, min(resumed_from, total))
+
+    def write(rows: tuple[list, list]) -> None:
+        if stats is not None:
+            folder.carried = {"usage": _usage(stats, carried)}
+        folder.write(*rows)
+        noted()
+
     try:
-        for index, seed in enumerate(pipeline.seeds()):
-            if index < resumed_from:
-                continue
-            folder.write(*pipeline.process(seed))
-            if progress:
-                progress.advance()
+        asyncio.run(pipeline.drive(resumed_from, write))
         status = "complete"
     finally:
         try:
+            if stats is not None:
+                folder.carried = {"usage": _usage(stats, carried)}
+                pipeline.backend.cache.close()
             folder.checkpoint()
             counts = _plain(tally(iter_rows(folder.path / CANDIDATES)))
             seconds = time.time() - started
@@ -238,11 +363,53 @@ def generate(
                 resumed_from,
                 started,
                 seconds,
+                _usage(stats, carried),
+                _requests(stats, config),
             )
             folder.write_manifest(manifest)
         finally:
             folder.close()
-    return RunResult(folder.path, total, resumed_from, counts, seconds, status, manifest)
+    return RunResult(
+        folder.path,
+        total,
+        resumed_from,
+        counts,
+        seconds,
+        status,
+        manifest,
+        requests=_requests(stats, config),
+    )
+
+
+def _usage(stats, carried: dict[str, int]) -> dict[str, int]:
+    """Tokens the run has spent, across every resume (carried in the journal)."""
+    prompt = carried.get("prompt", 0) + (stats.prompt_tokens if stats else 0)
+    completion = carried.get("completion", 0) + (stats.completion_tokens if stats else 0)
+    return {"prompt": prompt, "completion": completion}
+
+
+def _requests(stats, config: RunConfig) -> dict[str, Any] | None:
+    """What this invocation asked of the endpoint (None offline)."""
+    if stats is None:
+        return None
+    from generator.backends.openai import estimate_cost
+
+    out = {
+        "requests": stats.requests,
+        "sent": stats.sent,
+        "cached": stats.cached,
+        "retries": stats.retries,
+        "reasks": stats.reasks,
+        "failed": stats.failed,
+        "errors": dict(sorted(stats.errors.items())),
+        "circuit_openings": stats.circuit_openings,
+    }
+    if stats.estimated_prompt_tokens:
+        out["estimated_prompt_tokens"] = stats.estimated_prompt_tokens
+        out["estimated_prompt_cost_usd"] = estimate_cost(
+            config.model, stats.estimated_prompt_tokens
+        )
+    return out
 
 
 def _versions() -> dict[str, str]:
@@ -257,7 +424,7 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def redact(argv: list[str] | None) -> list[str] | None:
+def redact(argv: list[str] | None, secret: str | None = None) -> list[str] | None:
     """A command line with secret values blanked (an API key is never written anywhere)."""
     if argv is None:
         return None
@@ -270,7 +437,7 @@ def redact(argv: list[str] | None) -> list[str] | None:
             out.append("--api-key=***")
         else:
             hide = arg == "--api-key"
-            out.append(arg)
+            out.append(arg.replace(secret, "***") if secret else arg)
     return out
 
 
@@ -286,13 +453,18 @@ def _manifest(
     resumed_from: int,
     started: float,
     seconds: float,
+    usage: dict[str, int],
+    requests: dict[str, Any] | None,
 ) -> dict[str, Any]:
     selected = counts["selected"]
     processed = done - resumed_from
     return {
         "hedgerow": __version__,
         "status": status,
-        "command": redact(command),
+        "command": redact(
+            command,
+            getattr(pipeline.backend, "settings", None) and pipeline.backend.settings.api_key,
+        ),
         "config": asdict(config),
         "fingerprint": fingerprint,
         "versions": _versions(),
@@ -300,7 +472,8 @@ def _manifest(
         "seeds": {"total": total, "done": done, "resumed_from": resumed_from},
         "counts": counts,
         "pairs": min(selected.get("refusal", 0), selected.get("contrast", 0)),
-        "token_usage": {"prompt": 0, "completion": 0},
+        "token_usage": usage,
+        "requests": requests,
         "timings": {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             "seconds": round(seconds, 3),

@@ -61,6 +61,9 @@ class RunFolder:
         self._lockfile = None
         self._last_checkpoint = 0.0
         self.done = 0
+        # Journaled with every checkpoint and read back on resume: running totals the
+        # run keeps across restarts (the tokens it has spent).
+        self.carried: dict[str, Any] = {}
 
     def _fail(self, action: str, error: OSError) -> RunFolderError:
         return RunFolderError(
@@ -149,6 +152,7 @@ class RunFolder:
                 fh.truncate(length)
         except OSError as e:
             raise self._fail("repair the folder", e) from None
+        self.carried = checkpoints[-1].get("carried", {}) if checkpoints else {}
         return checkpoints[-1]["done"] if checkpoints else 0
 
     def _append_journal(self, entry: dict[str, Any]) -> None:
@@ -181,7 +185,10 @@ class RunFolder:
             for fh in self._files.values():
                 fh.flush()
                 os.fsync(fh.fileno())
-            self._append_journal({"done": self.done, "sizes": dict(self._sizes)})
+            entry = {"done": self.done, "sizes": dict(self._sizes)}
+            if self.carried:
+                entry["carried"] = self.carried
+            self._append_journal(entry)
         except OSError as e:
             raise self._fail("write", e) from None
         self._last_checkpoint = time.monotonic()

@@ -92,18 +92,19 @@ class Example:
 
 @dataclass(frozen=True)
 class Skip:
-    """A generator's reason for making nothing from a seed (recorded, never silent)."""
+    """Why a seed gave a behavior nothing: skipped (unsuitable) or failed (a request)."""
 
     seed_id: str
     behavior: str
     reason: str
     detail: str = ""
+    status: str = "skipped"
 
     def to_row(self) -> dict[str, Any]:
         return {
             "seed_id": self.seed_id,
             "behavior": self.behavior,
-            "status": "skipped",
+            "status": self.status,
             "reason": self.reason,
             "detail": self.detail,
         }

@@ -107,7 +107,12 @@ def test_prompts_overlay_changes_output(tmp_path):
         (b'{"question": "a"}\nnot json\n', ["e.jsonl"], "e.jsonl:2: not valid JSON"),
         (b'{"question": "\xff"}\n', ["e.jsonl"], "e.jsonl:1: not UTF-8"),
         (b'{"foo": "a", "bar": 1}\n', ["e.jsonl"], "columns: foo, bar"),
-        (b'{"question": "a"}\n', ["e.jsonl", "--backend", "openai"], "not available"),
+        (b'{"question": "a"}\n', ["e.jsonl", "--backend", "openai"], "needs --model NAME"),
+        (
+            b'{"question": "a"}\n',
+            ["e.jsonl", "--backend", "openai", "--model", "m"],
+            "set OPENAI_API_KEY",
+        ),
         (b'{"question": "a"}\n', ["e.jsonl", "--scorer", "embedded"], "not available"),
         (b'{"question": "a"}\n', ["e.jsonl", "--model", "x"], "--model is for --backend openai"),
         (b'{"question": "a"}\n', ["e.jsonl", "--behaviors", "poems"], "unknown behavior poems"),

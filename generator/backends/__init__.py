@@ -1,12 +1,13 @@
 """Backends: where candidates come from. Both serve generators through `produce`.
 
 - `offline`: no model; templates and phrase banks render examples from the seed.
-- `openai`: any OpenAI-compatible endpoint (planned; see the README's roadmap).
+- `openai`: any OpenAI-compatible chat endpoint, asked through the behaviors' request
+  templates, with concurrency, retries, a response cache and resume.
 """
 
 from __future__ import annotations
 
-from generator.errors import NotAvailableError
+from generator.errors import ConfigError
 
 BACKENDS = ("offline", "openai")
 
@@ -16,9 +17,9 @@ def get(name: str, **options):
     if name == "offline":
         from generator.backends.offline import OfflineBackend
 
-        return OfflineBackend(**options)
+        return OfflineBackend(prompts=options["prompts"], seed=options["seed"])
     if name == "openai":
-        raise NotAvailableError(
-            "--backend openai is not available in this version yet; use --backend offline"
-        )
-    raise NotAvailableError(f"--backend {name}: unknown backend; use offline")
+        from generator.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(**options)
+    raise ConfigError(f"--backend {name}: unknown backend; use offline or openai")

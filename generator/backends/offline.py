@@ -20,9 +20,18 @@ class OfflineBackend:
 
     name = "offline"
 
-    def produce(self, generator: Generator, seed: Seed, k: int) -> list[Example] | Skip:
+    stats = None  # nothing is asked of anyone
+    cache = None
+
+    def templates(self) -> list[str]:
+        return []
+
+    async def produce(self, generator: Generator, seed: Seed, k: int) -> list[Example] | Skip:
         # One stream of randomness per (run seed, seed, behavior): adding a behavior or
         # reordering seeds never changes another's output.
         rng = random.Random(f"{self.seed}\x1f{seed.id}\x1f{generator.name}")
         ctx = Context(prompts=self.prompts, rng=rng, corpus=self.corpus)
         return generator.offline(seed, ctx, k)
+
+    async def aclose(self) -> None:
+        pass

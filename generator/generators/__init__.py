@@ -1,17 +1,25 @@
 """Generators: one behavior each, turning one seed into candidate examples.
 
-A generator is declarative: `name`, the templates it renders, and `offline(seed, ctx, k)`
-returning up to `k` candidates per output slot, or a `Skip` with its reason. Built-ins
+A generator is declarative: `name`, the templates it renders, and three pure functions:
+
+- `offline(seed, ctx, k)`: up to `k` candidates per output slot, rendered from templates;
+- `requests(seed, rng)`: what to ask a model (`Ask`: chat messages from the behavior's
+  `system.j2`/`user.j2` and the JSON schema of the reply);
+- `parse(seed, ask, reply, sample, model)`: the examples in one validated reply, or a
+  `ReplyError` saying what to fix (it goes back to the model).
+
+Each returns a `Skip` with its reason when the seed does not suit the behavior. Built-ins
 register through `register`, the same hook a plugin uses (entry point group
 `hedgerow.generators`).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from generator.errors import ConfigError
@@ -30,12 +38,27 @@ class Context:
     corpus: Any = None  # generator.corpus.CorpusWords, when a generator needs it
 
 
+class ReplyError(ValueError):
+    """A model's reply that parsed as JSON but cannot be used; the text says what to fix."""
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One request a generator wants answered: chat messages and the reply's JSON schema."""
+
+    name: str  # names the schema (response_format's json_schema name)
+    messages: tuple[dict[str, str], ...]
+    schema: dict[str, Any]
+    choices: dict[str, Any] = field(default_factory=dict)  # what the generator chose
+
+
 class Generator:
     """Base of every behavior generator."""
 
     name: ClassVar[str]
     template: ClassVar[str]  # the offline output template
     bank: ClassVar[str]  # the phrase bank
+    reply_model: ClassVar[Any]  # the pydantic model of the reply's JSON
 
     def __init__(self, prompts: Prompts):
         self.prompts = prompts
@@ -43,9 +66,63 @@ class Generator:
     def offline(self, seed: Seed, ctx: Context, k: int) -> list[Example] | Skip:
         raise NotImplementedError
 
+    def requests(self, seed: Seed, rng: random.Random) -> list[Ask] | Skip:
+        raise NotImplementedError
+
+    def parse(self, seed: Seed, ask: Ask, reply: Any, sample: int, model: str) -> list[Example]:
+        raise NotImplementedError
+
     def templates(self) -> list[str]:
-        """Every template file this generator reads, for hashing into the manifest."""
+        """Every template file the offline path reads, for hashing into the manifest."""
         return [self.template, self.bank]
+
+    def llm_templates(self) -> list[str]:
+        """Every template file the model path reads."""
+        return [f"{self.name}/system.j2", f"{self.name}/user.j2"]
+
+    def ask(self, seed: Seed, **choices: Any) -> Ask:
+        """Render this behavior's system and user templates into one request."""
+        schema = self.reply_model.model_json_schema()
+        variables = {
+            "prompt": seed.prompt,
+            "reference": seed.response or "",
+            "schema": json.dumps(schema, indent=2),
+            **choices,
+        }
+        system = self.prompts.render(f"{self.name}/system.j2", **variables)
+        user = self.prompts.render(f"{self.name}/user.j2", **variables)
+        return Ask(
+            name=self.name,
+            messages=({"role": "system", "content": system}, {"role": "user", "content": user}),
+            schema=schema,
+            choices=choices,
+        )
+
+    def model_example(
+        self,
+        seed: Seed,
+        slot: str,
+        sample: int,
+        prompt: str,
+        response: str,
+        attributes: dict[str, Any],
+        model: str,
+        **kwargs: Any,
+    ) -> Example:
+        """A candidate made by a model from this behavior's request templates."""
+        return self.example(
+            seed,
+            slot,
+            sample,
+            prompt,
+            response,
+            attributes,
+            template=f"{self.name}/user.j2",
+            system_template=f"{self.name}/system.j2",
+            backend="openai",
+            model=model,
+            **kwargs,
+        )
 
     def skip(self, seed: Seed, reason: str, detail: str = "") -> Skip:
         return Skip(seed.id, self.name, reason, detail)
@@ -64,6 +141,7 @@ class Generator:
         template: str | None = None,
         backend: str = "offline",
         model: str | None = None,
+        system_template: str | None = None,
     ) -> Example:
         """A candidate with a stable id and its provenance filled in."""
         behavior = behavior or self.name
@@ -82,6 +160,14 @@ class Generator:
                 "template": template or None,
                 "template_sha256": self.prompts.sha256(template) if template else None,
                 "model": model,
+                **(
+                    {
+                        "system_template": system_template,
+                        "system_template_sha256": self.prompts.sha256(system_template),
+                    }
+                    if system_template
+                    else {}
+                ),
             },
         )
 

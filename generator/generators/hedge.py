@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import random
+
+from pydantic import BaseModel, Field
+
 from generator.errors import TemplateError
-from generator.generators import Context, Generator, pick, register, starts_with_any
+from generator.generators import (
+    Ask,
+    Context,
+    Generator,
+    ReplyError,
+    pick,
+    register,
+    starts_with_any,
+)
 from generator.values import Example, Seed, Skip
+
+
+class HedgeVariant(BaseModel):
+    level: str = Field(description="the level's name, exactly as requested")
+    confidence: float = Field(gt=0, lt=1, description="the requested confidence, 0-1")
+    response: str = Field(description="the full hedged answer")
+
+
+class HedgeReply(BaseModel):
+    """A model's hedges: one variant per requested confidence level."""
+
+    variants: list[HedgeVariant]
 
 
 @register
@@ -12,6 +36,7 @@ class Hedge(Generator):
     name = "hedge"
     template = "hedge/offline.j2"
     bank = "hedge/phrases.toml"
+    reply_model = HedgeReply
 
     def levels(self) -> list[dict]:
         levels = self.prompts.bank_list(self.bank, "levels")
@@ -36,14 +61,62 @@ class Hedge(Generator):
         starts = self.prompts.bank(self.bank).get("skip_prompt_starts", [])
         return not starts_with_any(prompt, starts)
 
-    def offline(self, seed: Seed, ctx: Context, k: int) -> list[Example] | Skip:
+    def unsuitable(self, seed: Seed) -> Skip | None:
         if not seed.response or not seed.response.strip():
             return self.skip(seed, "no_reference_answer")
         if not self.asks_for_knowledge(seed.prompt):
             return self.skip(seed, "creative_prompt", seed.prompt.split(None, 1)[0])
+        return None
+
+    def choose_levels(self, rng: random.Random) -> list[dict]:
+        """`per_seed` distinct levels, most confident first."""
         levels = self.levels()
         per_seed = min(self.prompts.bank_int(self.bank, "per_seed", 2), len(levels))
-        chosen = sorted(ctx.rng.sample(levels, per_seed), key=lambda lv: -lv["confidence"])
+        return sorted(rng.sample(levels, per_seed), key=lambda lv: -lv["confidence"])
+
+    def requests(self, seed: Seed, rng: random.Random) -> list[Ask] | Skip:
+        if skip := self.unsuitable(seed):
+            return skip
+        levels = [
+            {
+                "name": lv["name"],
+                "confidence": lv["confidence"],
+                "percent": round(lv["confidence"] * 100),
+            }
+            for lv in self.choose_levels(rng)
+        ]
+        return [self.ask(seed, levels=levels)]
+
+    def parse(
+        self, seed: Seed, ask: Ask, reply: HedgeReply, sample: int, model: str
+    ) -> list[Example]:
+        by_level = {v.level.strip().lower(): v for v in reply.variants}
+        out = []
+        for level in ask.choices["levels"]:
+            variant = by_level.get(level["name"].lower())
+            if variant is None:
+                raise ReplyError(
+                    f"variants has no entry with level {level['name']!r}; give one variant "
+                    f"per requested level: {', '.join(lv['name'] for lv in ask.choices['levels'])}"
+                )
+            attributes = {"confidence": level["confidence"], "level": level["name"], "opener": None}
+            out.append(
+                self.model_example(
+                    seed,
+                    f"hedge:{level['name']}",
+                    sample,
+                    seed.prompt,
+                    variant.response.strip(),
+                    attributes,
+                    model,
+                )
+            )
+        return out
+
+    def offline(self, seed: Seed, ctx: Context, k: int) -> list[Example] | Skip:
+        if skip := self.unsuitable(seed):
+            return skip
+        chosen = self.choose_levels(ctx.rng)
         out = []
         for level in chosen:
             slot = f"hedge:{level['name']}"

@@ -1,6 +1,9 @@
 """near_miss: a worked answer that slips once, notices, corrects itself and finishes at the
 reference final answer.
 
+With a model, any domain works (reasoning, code, facts): the model writes the trace and
+quotes its mistake and its recovery, which are located in the text and checked.
+
 The offline path needs a checkable calculation: GSM8K `<<a*b=c>>` annotations or plain
 `a * b = c` steps whose arithmetic it verifies. It changes one result to a plausible
 wrong number, recovers right after that sentence, and keeps the rest verbatim.
@@ -13,9 +16,12 @@ import operator
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from random import Random
+
+from pydantic import BaseModel, Field
 
 from generator.checks import final_answer
-from generator.generators import Context, Generator, pick, register
+from generator.generators import Ask, Context, Generator, ReplyError, pick, register
 from generator.values import Example, Seed, Skip
 
 _ANNOTATION = re.compile(r"<<([^<>=]+)=([^<>]*)>>")
@@ -172,11 +178,63 @@ def _last_sentence_end(text: str, before: int) -> int:
     return ends[-1] if ends else -1
 
 
+class NearMissReply(BaseModel):
+    """A model's near-miss trace and the quotes that locate its one slip and recovery."""
+
+    domain: str = Field(description="reasoning, code, facts, or another one-word domain")
+    response: str = Field(description="the whole answer: slip, recovery, correct finish")
+    mistake: str = Field(description="the wrong part, copied exactly from response")
+    correct: str = Field(description="what the wrong part should have said")
+    recovery: str = Field(
+        description="the sentence(s) that notice and fix the mistake, copied exactly "
+        "from response; they must contain `correct`"
+    )
+    final_answer: str = Field(description="the final answer, as in the reference")
+
+
 @register
 class NearMiss(Generator):
     name = "near_miss"
     template = "near_miss/offline.j2"
     bank = "near_miss/phrases.toml"
+    reply_model = NearMissReply
+
+    def requests(self, seed: Seed, rng: Random) -> list[Ask] | Skip:
+        if not seed.response or not seed.response.strip():
+            return self.skip(seed, "no_reference_answer")
+        return [self.ask(seed, final_answer=final_answer(seed.response) or "")]
+
+    def parse(
+        self, seed: Seed, ask: Ask, reply: NearMissReply, sample: int, model: str
+    ) -> list[Example]:
+        text = reply.response.strip()
+        mistake, recovery = reply.mistake.strip(), reply.recovery.strip()
+        if not mistake or not recovery:
+            raise ReplyError("mistake and recovery must both be quoted from response")
+        s0 = text.find(mistake)
+        if s0 < 0:
+            raise ReplyError("mistake is not in response; copy it exactly, character for character")
+        r0 = text.find(recovery, s0 + len(mistake))
+        if r0 < 0:
+            raise ReplyError(
+                "recovery is not in response after the mistake; copy it exactly, "
+                "and put it after the mistake"
+            )
+        attributes = {
+            "domain": reply.domain.strip().lower(),
+            "slip": {
+                "kind": "model",
+                "expression": None,
+                "wrong": mistake,
+                "right": reply.correct.strip(),
+                "start": s0,
+                "end": s0 + len(mistake),
+            },
+            "recovery": {"start": r0, "end": r0 + len(recovery)},
+            "final_answer": reply.final_answer.strip(),
+            "confidence": None,
+        }
+        return [self.model_example(seed, "near_miss", sample, seed.prompt, text, attributes, model)]
 
     def offline(self, seed: Seed, ctx: Context, k: int) -> list[Example] | Skip:
         if not seed.response or not seed.response.strip():

@@ -1,6 +1,9 @@
-"""refusal pair: a look-alike prompt about a fabricated entity, declined honestly, paired
-1:1 with the seed's own answerable prompt (the contrast), answered directly.
+"""refusal pair: a look-alike prompt that cannot be answered, declined honestly, paired
+1:1 with an answerable prompt (the contrast), answered directly.
 
+With a model, a seed gets one refusal kind drawn from `refusal/kinds.toml` (unknown
+entity, false premise, unknowable or private or future fact, underspecified request,
+unsafe request with a harmless look-alike) and the model writes both halves of the pair.
 The offline path finds a named entity in the prompt, decides whether the answer depends
 on knowing it (a word problem about "Janet" does not), and swaps in a fabricated name of
 the same kind that occurs nowhere in the seed corpus.
@@ -13,8 +16,18 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
+from pydantic import BaseModel, Field
+
 from generator.corpus import CorpusWords
-from generator.generators import Context, Generator, pick, register, starts_with_any
+from generator.generators import (
+    Ask,
+    Context,
+    Generator,
+    ReplyError,
+    pick,
+    register,
+    starts_with_any,
+)
 from generator.templates import Prompts
 from generator.values import Example, Seed, Skip, short_hash
 
@@ -248,14 +261,81 @@ class Fabricator:
         return core
 
 
+class RefusalReply(BaseModel):
+    """A model's refusal pair: the unanswerable prompt and its answerable twin."""
+
+    kind: str = Field(description="the requested kind, exactly as given")
+    prompt: str = Field(description="a user prompt that cannot be answered reliably")
+    response: str = Field(description="the honest decline of that prompt")
+    contrast_prompt: str = Field(description="a look-alike prompt that can be answered")
+    contrast_response: str = Field(description="a direct, correct answer to contrast_prompt")
+    entity: str | None = Field(
+        default=None, description="unknown_entity only: the made-up name used in prompt"
+    )
+
+
 @register
 class Refusal(Generator):
     name = "refusal"
     template = "refusal/offline.j2"
     bank = "refusal/phrases.toml"
+    kinds_bank = "refusal/kinds.toml"
+    reply_model = RefusalReply
 
     def templates(self) -> list[str]:
         return [self.template, self.bank, EntityRules.BANK]
+
+    def llm_templates(self) -> list[str]:
+        return [*super().llm_templates(), self.kinds_bank]
+
+    def requests(self, seed: Seed, rng: random.Random) -> list[Ask] | Skip:
+        kinds = self.prompts.bank_list(self.kinds_bank, "kinds")
+        if not all(isinstance(k, dict) and k.get("name") and k.get("describe") for k in kinds):
+            from generator.errors import TemplateError
+
+            raise TemplateError(
+                f"{self.prompts.path(self.kinds_bank)}: each [[kinds]] needs name and describe"
+            )
+        kind = rng.choice(kinds)
+        return [self.ask(seed, kind=kind["name"], describe=kind["describe"])]
+
+    def parse(
+        self, seed: Seed, ask: Ask, reply: RefusalReply, sample: int, model: str
+    ) -> list[Example]:
+        kind = ask.choices["kind"]
+        if reply.kind.strip().lower() != kind:
+            raise ReplyError(f"kind is {reply.kind!r}; it must be {kind!r}")
+        if " ".join(reply.prompt.split()) == " ".join(reply.contrast_prompt.split()):
+            raise ReplyError("prompt and contrast_prompt are the same; the contrast must differ")
+        if kind == "unknown_entity" and not (reply.entity and reply.entity in reply.prompt):
+            raise ReplyError("entity must be the made-up name, copied exactly from prompt")
+        pair_id = short_hash(seed.id, str(seed.index), "pair", str(sample))
+        attributes = {"kind": kind, "confidence": None}
+        if kind == "unknown_entity":
+            attributes["entity"] = reply.entity
+        return [
+            self.model_example(
+                seed,
+                "refusal",
+                sample,
+                reply.prompt.strip(),
+                reply.response.strip(),
+                attributes,
+                model,
+                pair_id=pair_id,
+            ),
+            self.model_example(
+                seed,
+                "refusal",
+                sample,
+                reply.contrast_prompt.strip(),
+                reply.contrast_response.strip(),
+                {"kind": kind, "confidence": None},
+                model,
+                behavior="contrast",
+                pair_id=pair_id,
+            ),
+        ]
 
     @cached_property
     def rules(self) -> EntityRules:

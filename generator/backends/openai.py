@@ -1,0 +1,448 @@
+"""The openai backend: any OpenAI-compatible chat endpoint, asked through prompt templates.
+
+For each seed a generator says what to ask (`requests`), this backend asks it `k` times
+(sample index 0..k-1, each its own cache key), and the generator turns each JSON reply
+into examples (`parse`). Three budgets are kept apart:
+
+- transport: rate limits, connection errors, timeouts, 5xx and garbled bodies are retried
+  by tenacity with jittered exponential backoff that honours Retry-After, paced by a
+  per-endpoint `Throttle` (the circuit breaker);
+- format: a server that rejects `response_format` is asked again with the next weaker
+  form (json_schema, json_object with schema, json_object, none), remembered per endpoint;
+- content: a reply that is not valid JSON for the schema goes back to the model with the
+  error (`reask.j2`), at most `reasks` times.
+
+A request that exhausts its budget becomes a `failed` row (seed, behavior, error) and the
+run goes on. Every answer is cached before it is used, so nothing is asked twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from generator.backends.cache import ResponseCache, request_key
+from generator.backends.throttle import Throttle
+from generator.errors import ConfigError
+from generator.generators import Ask, Generator, ReplyError
+from generator.templates import Prompts
+from generator.values import Example, Seed, Skip, short_hash
+
+LLM_BANK = "llm.toml"
+REASK = "reask.j2"
+FORMATS = ("json_schema", "json_object_schema", "json_object", "none")
+
+# USD per million tokens (input, output), for --dry-run estimates; others print no cost.
+PRICES = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+}
+
+
+def estimate_cost(model: str | None, prompt_tokens: int) -> float | None:
+    """USD for `prompt_tokens` input tokens of a model with a known price, else None."""
+    price = PRICES.get(model or "")
+    return None if price is None else round(prompt_tokens * price[0] / 1e6, 4)
+
+
+class BadResponse(Exception):
+    """The server answered 200 with something that is not a chat completion."""
+
+
+class RequestFailed(Exception):
+    """A request that used up its transport budget, or that the server refused."""
+
+
+@dataclass
+class Settings:
+    """How to reach the endpoint; none of it decides the content of a reply."""
+
+    model: str
+    base_urls: tuple[str, ...] = ()
+    api_key: str | None = None
+    concurrency: int = 16
+    timeout: float = 120.0
+    retries: int = 6  # transport retries per request (rate limits wait longer, see below)
+    rate_limit_patience: float = 900.0  # seconds a request keeps retrying 429s
+    reasks: int = 2
+
+
+@dataclass
+class Stats:
+    """What the backend did, for the progress line and the manifest."""
+
+    requests: int = 0  # rendered and needed (sent or served from the cache)
+    sent: int = 0
+    cached: int = 0
+    retries: int = 0
+    reasks: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated_prompt_tokens: int = 0  # --dry-run: characters / 4
+    circuit_openings: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+@dataclass
+class _Replica:
+    url: str | None
+    client: Any
+    throttle: Throttle
+    format: int = 0  # index into FORMATS: the strongest response_format it accepts
+
+
+def retry_after(error: BaseException) -> float | None:
+    """Seconds a server asked us to wait (Retry-After / retry-after-ms), if it said."""
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def loads_reply(text: str) -> Any:
+    """The JSON value in a model's reply, tolerating a code fence or words around it."""
+    text = text.strip()
+    fenced = re.match(r"^```[a-zA-Z]*\s*\n(.*)\n```$", text, re.S)
+    if fenced:
+        text = fenced.group(1)
+    try:
+        return json.loads(text)
+    except ValueError:
+        start, end = text.find("{"), text.rfind("}")
+        if 0 <= start < end:
+            return json.loads(text[start : end + 1])
+        raise
+
+
+class OpenAIBackend:
+    """Asks an OpenAI-compatible endpoint; one connection pool, bounded concurrency."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        prompts: Prompts,
+        settings: Settings,
+        seed: int = 0,
+        cache: ResponseCache | None = None,
+        dry_run: bool = False,
+    ):
+        self.prompts = prompts
+        self.settings = settings
+        self.seed = seed
+        self.cache = cache
+        self.dry_run = dry_run
+        self.corpus = None
+        self.stats = Stats()
+        self.params = self._params()
+        if not (settings.api_key or settings.base_urls or dry_run):
+            raise ConfigError(
+                "--backend openai needs an API key: set OPENAI_API_KEY, or pass "
+                "--base-url for a local server that needs none"
+            )
+        self._replicas: list[_Replica] | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._turn = 0
+
+    def _params(self) -> dict[str, Any]:
+        bank = self.prompts.bank(LLM_BANK)
+        params = {}
+        for key, value in bank.get("params", {}).items():
+            if not isinstance(value, int | float | str | bool):
+                raise ConfigError(
+                    f"{self.prompts.path(LLM_BANK)}: params.{key} must be a number, "
+                    "string or boolean"
+                )
+            params[key] = value
+        return params
+
+    def templates(self) -> list[str]:
+        return [LLM_BANK, REASK]
+
+    # -- the generator side ------------------------------------------------------------
+
+    async def produce(
+        self, generator: Generator, seed: Seed, k: int
+    ) -> list[Example | Skip] | Skip:
+        rng = random.Random(f"{self.seed}\x1f{seed.id}\x1f{generator.name}")
+        asks = generator.requests(seed, rng)
+        if isinstance(asks, Skip):
+            return asks
+        jobs = [self._sample(generator, seed, ask, i) for ask in asks for i in range(k)]
+        out: list[Example | Skip] = []
+        for result in await asyncio.gather(*jobs):
+            out.extend(result)
+        return out
+
+    async def _sample(self, generator: Generator, seed: Seed, ask: Ask, sample: int):
+        messages = [dict(m) for m in ask.messages]
+        error = ""
+        for attempt in range(self.settings.reasks + 1):
+            if attempt:
+                self.stats.reasks += 1
+            try:
+                content = await self.complete(messages, ask, sample)
+            except RequestFailed as e:
+                self.stats.failed += 1
+                return [Skip(seed.id, generator.name, "request_failed", str(e), status="failed")]
+            if content is None:  # --dry-run: rendered and counted, nothing sent
+                return []
+            try:
+                reply = generator.reply_model.model_validate(loads_reply(content))
+                return generator.parse(seed, ask, reply, sample, self.settings.model)
+            except (ValueError, ReplyError) as e:  # pydantic's ValidationError is a ValueError
+                error = _one_line(e)
+                messages += [
+                    {"role": "assistant", "content": content},
+                    {"role": "user", "content": self.prompts.render(REASK, error=error)},
+                ]
+        self.stats.failed += 1
+        return [Skip(seed.id, generator.name, "invalid_reply", error, status="failed")]
+
+    # -- the transport side ------------------------------------------------------------
+
+    async def complete(self, messages: list[dict], ask: Ask, sample: int) -> str | None:
+        """The reply text to `messages` (from the cache when it was asked before)."""
+        params = dict(self.params)
+        # A per-sample seed: servers that honour it give reproducible samples.
+        params["seed"] = int(short_hash(str(self.seed), str(sample)), 16) % (2**31)
+        key = request_key(self.settings.model, messages, {**params, "schema": ask.schema}, sample)
+        self.stats.requests += 1
+        hit = self.cache.get(key) if self.cache is not None else None
+        if hit is not None:
+            self.stats.cached += 1
+            return hit["content"]
+        if self.dry_run:
+            self.stats.estimated_prompt_tokens += sum(len(m["content"]) for m in messages) // 4
+            return None
+        value = await self._send(messages, params, ask)
+        self.stats.prompt_tokens += value["prompt_tokens"]
+        self.stats.completion_tokens += value["completion_tokens"]
+        if self.cache is not None:
+            self.cache.put(key, value)
+        return value["content"]
+
+    def _setup(self) -> None:
+        import openai
+
+        s = self.settings
+        api_key = s.api_key or "not-needed"  # local servers ignore it; the SDK wants one
+        first = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=s.base_urls[0] if s.base_urls else None,
+            timeout=s.timeout,
+            max_retries=0,  # tenacity retries, with our budget and our throttle
+        )
+        urls = s.base_urls or (None,)
+        self._replicas = [
+            _Replica(
+                url, first if i == 0 else first.with_options(base_url=url), Throttle(s.concurrency)
+            )
+            for i, url in enumerate(urls)
+        ]
+        self._slots = asyncio.Semaphore(s.concurrency)
+
+    def _pick(self) -> _Replica:
+        """The replica to ask next: not paused, fewest in flight, taking turns on ties."""
+        now = time.monotonic()
+        self._turn += 1
+        n = len(self._replicas)
+        order = [self._replicas[(self._turn + i) % n] for i in range(n)]
+        return min(
+            order,
+            key=lambda r: (r.throttle.paused_until > now, r.throttle.in_flight / r.throttle.limit),
+        )
+
+    async def _send(self, messages: list[dict], params: dict, ask: Ask) -> dict[str, Any]:
+        import openai
+        from tenacity import AsyncRetrying, RetryError, retry_if_exception_type
+
+        if self._replicas is None:
+            self._setup()
+        retryable = (
+            openai.RateLimitError,
+            openai.APIConnectionError,
+            openai.InternalServerError,
+            BadResponse,
+        )
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(retryable),
+                wait=self._wait,
+                stop=self._stop,
+                before_sleep=self._count_retry,
+                reraise=False,
+            ):
+                with attempt:
+                    async with self._slots:
+                        return await self._attempt(messages, params, ask)
+        except RetryError as e:
+            raise RequestFailed(self._describe(e.last_attempt.exception())) from None
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
+            raise ConfigError(
+                f"the endpoint refused the API key ({self._describe(e)}); check OPENAI_API_KEY"
+            ) from None
+        except openai.NotFoundError as e:
+            raise ConfigError(
+                f"the endpoint has no model {self.settings.model!r} or no chat completions "
+                f"route ({self._describe(e)}); check --model and --base-url"
+            ) from None
+        except openai.APIStatusError as e:
+            raise RequestFailed(self._describe(e)) from None
+
+    async def _attempt(self, messages: list[dict], params: dict, ask: Ask) -> dict[str, Any]:
+        import openai
+
+        replica = self._pick()
+        await replica.throttle.acquire()
+        outcome, wait = "error", None
+        try:
+            while True:
+                form = replica.format
+                try:
+                    response = await replica.client.chat.completions.create(
+                        model=self.settings.model,
+                        messages=messages,
+                        **params,
+                        **_response_format(FORMATS[form], ask),
+                    )
+                    break
+                except openai.APIStatusError as e:
+                    # A server without (this form of) structured output: step down for
+                    # this endpoint and ask again. (llama.cpp's server says so with a
+                    # 500, others with 400 or 422.) Requests in flight meanwhile saw the
+                    # same refusal: only the first steps down.
+                    if not _about_format(e) or form + 1 >= len(FORMATS):
+                        raise
+                    replica.format = max(replica.format, form + 1)
+            self.stats.sent += 1
+            value = _reply_value(response)
+            outcome = "ok"
+            return value
+        except openai.RateLimitError as e:
+            self.stats.sent += 1
+            self.stats.error("rate_limited")
+            outcome, wait = "rate_limited", retry_after(e)
+            raise
+        except openai.APITimeoutError:
+            self.stats.error("timeout")
+            raise
+        except openai.APIConnectionError:
+            self.stats.error("connection")
+            raise
+        except openai.APIStatusError as e:
+            self.stats.sent += 1
+            self.stats.error(f"http_{e.status_code}")
+            raise
+        except (BadResponse, ValueError) as e:
+            self.stats.sent += 1
+            self.stats.error("bad_response")
+            raise BadResponse(_one_line(e)) from None
+        finally:
+            await replica.throttle.release(outcome, wait)
+            self.stats.circuit_openings = sum(r.throttle.openings for r in self._replicas)
+
+    def _wait(self, state) -> float:
+        error = state.outcome.exception()
+        backoff = min(30.0, 0.5 * 2 ** (state.attempt_number - 1)) * random.uniform(0.5, 1.0)
+        asked = retry_after(error)
+        return backoff if asked is None else asked + random.uniform(0, 0.1 + asked / 10)
+
+    def _stop(self, state) -> bool:
+        import openai
+
+        if isinstance(state.outcome.exception(), openai.RateLimitError):
+            return state.seconds_since_start >= self.settings.rate_limit_patience
+        return state.attempt_number > self.settings.retries
+
+    def _count_retry(self, state) -> None:
+        self.stats.retries += 1
+
+    def _describe(self, error: BaseException | None) -> str:
+        text = _one_line(error) if error is not None else "unknown error"
+        key = self.settings.api_key
+        if key:
+            text = text.replace(key, "***")
+        return text
+
+    async def aclose(self) -> None:
+        if self._replicas:
+            await self._replicas[0].client.close()
+        self._replicas = None
+
+
+def _response_format(form: str, ask: Ask) -> dict[str, Any]:
+    if form == "json_schema":
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": ask.name, "schema": ask.schema},
+            }
+        }
+    if form == "json_object_schema":  # llama.cpp's server: a grammar from the schema
+        return {"response_format": {"type": "json_object", "schema": ask.schema}}
+    if form == "json_object":
+        return {"response_format": {"type": "json_object"}}
+    return {}
+
+
+def _about_format(error: BaseException) -> bool:
+    text = str(getattr(error, "body", "") or "") + " " + str(error)
+    return e_status(error) in (400, 422, 500) and bool(
+        re.search(r"response_format|json_schema", text, re.I)
+    )
+
+
+def e_status(error: BaseException) -> int | None:
+    return getattr(error, "status_code", None)
+
+
+def _reply_value(response: Any) -> dict[str, Any]:
+    """What the cache keeps of a completion: its text, why it stopped, its token usage."""
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise BadResponse(f"not a chat completion: {str(response)[:80]!r}")
+    message = choices[0].message
+    content = getattr(message, "content", None)
+    if content is None:
+        raise BadResponse("a completion without message content")
+    usage = getattr(response, "usage", None)
+    return {
+        "content": content,
+        "finish_reason": choices[0].finish_reason,
+        "prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
+        "completion_tokens": getattr(usage, "completion_tokens", 0) or 0,
+    }
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text[:300]

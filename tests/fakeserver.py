@@ -1,0 +1,314 @@
+"""A small OpenAI-compatible chat server for tests and benchmarks, with injectable faults.
+
+It answers `/v1/chat/completions` like a well-behaved model would for hedgerow's three
+request templates (it reads the question and reference out of the user message), after
+an optional fixed delay, and injects faults on request:
+
+- `fault_rate` of requests get one of `faults`: `429` (with Retry-After), `500`, `stall`
+  (no answer for `stall_seconds`, past the client's timeout), `truncate` (a body cut
+  short), `garbage` (200 with HTML, not JSON), `bad_content` (a completion whose text is
+  not the JSON asked for);
+- `rate_limit_seconds`: every request is a 429 for that long after the first request;
+- `reject_json_schema`: refuse `response_format` of type json_schema (as a server
+  without structured output does), so the client must fall back.
+
+Run it alone (for benchmarks): `python -m tests.fakeserver --delay 0.05` prints its URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import random
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+FAULTS = ("429", "500", "stall", "truncate", "garbage", "bad_content")
+
+
+@dataclass
+class Plan:
+    delay: float = 0.0
+    fault_rate: float = 0.0
+    faults: tuple[str, ...] = FAULTS
+    retry_after: float = 0.2
+    stall_seconds: float = 5.0
+    rate_limit_seconds: float = 0.0
+    reject_json_schema: bool = False
+    seed: int = 0
+
+
+@dataclass
+class Log:
+    """What the server saw: every request's key and what it did with it."""
+
+    keys: list[str] = field(default_factory=list)
+    outcomes: Counter = field(default_factory=Counter)
+    times: list[tuple[float, str]] = field(default_factory=list)
+    formats: Counter = field(default_factory=Counter)
+    authorization: set = field(default_factory=set)
+
+
+def _between(text: str, tag: str) -> str:
+    m = re.search(rf"<{tag}>\n?(.*?)\n?</{tag}>", text, re.S)
+    return m.group(1).strip() if m else ""
+
+
+def _final(reference: str) -> str:
+    marked = re.findall(r"####\s*(.+?)\s*$", reference, re.M)
+    if marked:
+        return marked[-1].replace(",", "")
+    numbers = re.findall(r"-?\d[\d,]*(?:\.\d+)?", reference)
+    return numbers[-1].replace(",", "").rstrip(".") if numbers else reference.split()[-1]
+
+
+def answer(messages: list[dict]) -> str:
+    """What a cooperative model would reply to one of hedgerow's requests."""
+    system = messages[0]["content"]
+    user = next(m["content"] for m in messages if m["role"] == "user")
+    question, reference = _between(user, "question"), _between(user, "reference")
+    if "calibrated confidence" in system:
+        levels = re.findall(r'- level "([^"]+)": confidence ([\d.]+)', user)
+        variants = [
+            {
+                "level": name,
+                "confidence": float(conf),
+                "response": f"I believe this is right, at about {round(float(conf) * 100)}% "
+                f"confidence:\n\n{reference}",
+            }
+            for name, conf in levels
+        ]
+        return json.dumps({"variants": variants})
+    if "where the line is" in system:
+        kind = re.search(r'Write one "([^"]+)" pair', user).group(1)
+        return json.dumps(
+            {
+                "kind": kind,
+                "prompt": f"What did Quarnevel Ostrad write about this? {question}",
+                "response": "I couldn't find reliable information about Quarnevel Ostrad, "
+                "so I can't answer that without making something up.",
+                "contrast_prompt": question,
+                "contrast_response": reference or "Here is the answer.",
+                "entity": "Quarnevel Ostrad",
+            }
+        )
+    final = _final(reference)
+    return json.dumps(
+        {
+            "domain": "reasoning",
+            "response": f"My first try gave 7 + 5 = 13. Hold on, 7 + 5 is 12, not 13. "
+            f"Starting over properly:\n{reference}",
+            "mistake": "13",
+            "correct": "12",
+            "recovery": "Hold on, 7 + 5 is 12, not 13.",
+            "final_answer": final,
+        }
+    )
+
+
+class FakeServer:
+    """The server on 127.0.0.1, in a thread of its own (`start`/`stop`, or `with`)."""
+
+    def __init__(self, plan: Plan | None = None, port: int = 0):
+        self.plan = plan or Plan()
+        self.port = port
+        self.log = Log()
+        self._rng = random.Random(self.plan.seed)
+        self._first: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server = None
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FakeServer:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    async def _shutdown(self) -> None:
+        self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def __enter__(self) -> FakeServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._connection, "127.0.0.1", self.port, backlog=512)
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _connection(self, reader, writer) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                method, path, _ = line.decode().split(" ", 2)
+                headers = {}
+                while (raw := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = raw.decode().partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", 0)))
+                if "authorization" in headers:
+                    self.log.authorization.add(headers["authorization"])
+                keep = await self._respond(method, path, body, writer)
+                if not keep:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    def _send(self, writer, status: int, payload: bytes, ctype="application/json", extra=()):
+        reason = {200: "OK", 400: "Bad Request", 429: "Too Many Requests", 500: "Error"}
+        head = [f"HTTP/1.1 {status} {reason.get(status, 'X')}", f"Content-Type: {ctype}"]
+        head += [f"Content-Length: {len(payload)}", *extra]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+
+    async def _respond(self, method, path, body, writer) -> bool:
+        if method == "GET" and path.endswith("/stats"):
+            stats = {"requests": len(self.log.keys), "outcomes": dict(self.log.outcomes)}
+            self._send(writer, 200, json.dumps(stats).encode())
+            await writer.drain()
+            return True
+        request = json.loads(body)
+        messages = request["messages"]
+        key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
+        now = time.monotonic()
+        self._first = self._first if self._first is not None else now
+        self.log.keys.append(key)
+        form = (request.get("response_format") or {}).get("type", "none")
+        self.log.formats[form] += 1
+        plan = self.plan
+        if plan.reject_json_schema and form == "json_schema":
+            return await self._finish(
+                writer,
+                key,
+                "rejected_format",
+                400,
+                json.dumps(
+                    {"error": {"message": "response_format json_schema is not supported"}}
+                ).encode(),
+            )
+        if plan.rate_limit_seconds and now - self._first < plan.rate_limit_seconds:
+            return await self._finish(
+                writer,
+                key,
+                "429",
+                429,
+                b'{"error": {"message": "slow"}}',
+                extra=[f"Retry-After: {plan.retry_after}"],
+            )
+        fault = (
+            self._rng.choice(plan.faults)
+            if plan.fault_rate and self._rng.random() < plan.fault_rate
+            else None
+        )
+        if plan.delay:
+            await asyncio.sleep(plan.delay)
+        if fault == "429":
+            return await self._finish(
+                writer,
+                key,
+                "429",
+                429,
+                b'{"error": {"message": "slow"}}',
+                extra=[f"Retry-After: {plan.retry_after}"],
+            )
+        if fault == "500":
+            return await self._finish(writer, key, "500", 500, b'{"error": {"message": "oops"}}')
+        if fault == "stall":
+            self._outcome(key, "stall")
+            await asyncio.sleep(plan.stall_seconds)
+            return False
+        if fault == "garbage":
+            return await self._finish(
+                writer, key, "garbage", 200, b"<html>upstream hiccup</html>", ctype="text/html"
+            )
+        content = "Sorry, I cannot format that." if fault == "bad_content" else answer(messages)
+        payload = json.dumps(
+            {
+                "id": "chatcmpl-" + key,
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": request.get("model", "fake"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": sum(len(m["content"]) for m in messages) // 4,
+                    "completion_tokens": len(content) // 4,
+                    "total_tokens": 0,
+                },
+            }
+        ).encode()
+        if fault == "truncate":
+            self._outcome(key, "truncate")
+            head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            head += f"Content-Length: {len(payload)}\r\n\r\n"
+            writer.write(head.encode() + payload[: len(payload) // 2])
+            await writer.drain()
+            return False
+        return await self._finish(writer, key, fault or "ok", 200, payload)
+
+    def _outcome(self, key: str, outcome: str) -> None:
+        self.log.outcomes[outcome] += 1
+        self.log.times.append((time.monotonic(), outcome))
+
+    async def _finish(
+        self, writer, key, outcome, status, payload, ctype="application/json", extra=()
+    ) -> bool:
+        self._outcome(key, outcome)
+        self._send(writer, status, payload, ctype, extra)
+        await writer.drain()
+        return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    args = parser.parse_args()
+    server = FakeServer(Plan(delay=args.delay, fault_rate=args.fault_rate), args.port).start()
+    print(server.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
