@@ -163,6 +163,14 @@ def _terminate_as_interrupt(signum, frame):
     help="Seconds to wait for one response before retrying it.",
 )
 @_option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=6,
+    show_default=True,
+    help="Retries of a request after a 5xx, timeout or broken connection (rate limits "
+    "are retried for up to 15 minutes).",
+)
+@_option(
     "--reasks",
     type=click.IntRange(min=0),
     default=2,
@@ -209,6 +217,7 @@ def generate(
     base_urls,
     concurrency,
     timeout,
+    retries,
     reasks,
     candidates,
     scorer,
@@ -242,6 +251,7 @@ def generate(
         base_urls=tuple(base_urls),
         concurrency=concurrency,
         timeout=timeout,
+        retries=retries,
         reasks=reasks,
     )
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)

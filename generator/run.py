@@ -50,12 +50,13 @@ class RunConfig:
     base_urls: tuple[str, ...] = ()
     concurrency: int | None = None
     timeout: float = 120.0
+    retries: int = 6
     reasks: int = 2
 
 
 # Settings that change how a run reaches its endpoint, not what it writes: changing
 # them resumes the same run folder.
-_TRANSPORT = ("base_urls", "concurrency", "timeout")
+_TRANSPORT = ("base_urls", "concurrency", "timeout", "retries")
 DEFAULT_CONCURRENCY = 16  # a hosted API's comfortable default; local servers take more
 
 
@@ -143,6 +144,7 @@ class Pipeline:
                 api_key=api_key,
                 concurrency=concurrency,
                 timeout=config.timeout,
+                retries=config.retries,
                 reasks=config.reasks,
             )
             self.backend = backends.get(

@@ -40,6 +40,7 @@ class Plan:
     stall_seconds: float = 5.0
     rate_limit_seconds: float = 0.0
     reject_json_schema: bool = False
+    auth_error: bool = False  # 401 quoting the key back, as some servers do
     seed: int = 0
 
 
@@ -188,7 +189,7 @@ class FakeServer:
             writer.close()
 
     def _send(self, writer, status: int, payload: bytes, ctype="application/json", extra=()):
-        reason = {200: "OK", 400: "Bad Request", 429: "Too Many Requests", 500: "Error"}
+        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 429: "Too Many Requests", 500: "Error"}
         head = [f"HTTP/1.1 {status} {reason.get(status, 'X')}", f"Content-Type: {ctype}"]
         head += [f"Content-Length: {len(payload)}", *extra]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
@@ -208,6 +209,10 @@ class FakeServer:
         form = (request.get("response_format") or {}).get("type", "none")
         self.log.formats[form] += 1
         plan = self.plan
+        if plan.auth_error:
+            token = self.log_header(key)
+            message = json.dumps({"error": {"message": f"Incorrect API key provided: {token}"}})
+            return await self._finish(writer, key, "401", 401, message.encode())
         if plan.reject_json_schema and form == "json_schema":
             return await self._finish(
                 writer,
@@ -282,6 +287,9 @@ class FakeServer:
             await writer.drain()
             return False
         return await self._finish(writer, key, fault or "ok", 200, payload)
+
+    def log_header(self, key: str) -> str:
+        return next(iter(self.log.authorization), "").removeprefix("Bearer ")
 
     def _outcome(self, key: str, outcome: str) -> None:
         self.log.outcomes[outcome] += 1

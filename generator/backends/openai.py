@@ -133,12 +133,13 @@ def loads_reply(text: str) -> Any:
     fenced = re.match(r"^```[a-zA-Z]*\s*\n(.*)\n```$", text, re.S)
     if fenced:
         text = fenced.group(1)
+    # strict=False: models often put raw newlines inside JSON strings
     try:
-        return json.loads(text)
+        return json.loads(text, strict=False)
     except ValueError:
         start, end = text.find("{"), text.rfind("}")
         if 0 <= start < end:
-            return json.loads(text[start : end + 1])
+            return json.loads(text[start : end + 1], strict=False)
         raise
 
 

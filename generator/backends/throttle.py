@@ -2,8 +2,8 @@
 
 Additive increase, multiplicative decrease (TCP's rule): each success lets one more
 request fly, up to `--concurrency`; a rate limit halves the bound (at most once a
-second, so one burst of 429s is one signal). After `threshold` rate limits in a row the
-circuit opens: nobody sends until the pause is over (the server's Retry-After, or a
+second, so one burst of 429s is one signal, a strike). After `threshold` strikes with no
+success between them the circuit opens: nobody sends until the pause is over (the server's Retry-After, or a
 doubling pause up to `max_pause`), and the run resumes with one request at a time.
 A run under sustained 429s therefore slows to a trickle instead of hammering, and
 recovers by itself when the server does.
@@ -69,16 +69,17 @@ class Throttle:
                 self.strikes = 0
                 self.limit = min(self.max_limit, self.limit + 1)
             elif outcome == "rate_limited":
-                self.strikes += 1
-                if now - self._last_cut >= 1.0:
+                if retry_after:  # the server asked the client, not one request, to wait
+                    self.paused_until = max(self.paused_until, now + retry_after)
+                if now - self._last_cut >= 1.0:  # a burst of 429s is one signal
+                    self.strikes += 1
                     self.limit = max(1, self.limit // 2)
                     self._last_cut = now
                 if self.strikes >= self.threshold:
                     doubling = self.base_pause * 2 ** (self.strikes - self.threshold)
                     pause = min(self.max_pause, max(retry_after or 0.0, doubling))
-                    if now + pause > self.paused_until:
-                        if self.paused_until <= now:
-                            self.openings += 1
-                        self.paused_until = now + pause
+                    if self.strikes == self.threshold and self._last_cut == now:
+                        self.openings += 1
+                    self.paused_until = max(self.paused_until, now + pause)
                     self.limit = 1
             self.cond.notify_all()
