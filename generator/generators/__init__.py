@@ -15,6 +15,7 @@ register through `register`, the same hook a plugin uses (entry point group
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -82,7 +83,7 @@ class Generator:
 
     def ask(self, seed: Seed, **choices: Any) -> Ask:
         """Render this behavior's system and user templates into one request."""
-        schema = self.reply_model.model_json_schema()
+        schema = _schema(self.reply_model)
         variables = {
             "prompt": seed.prompt,
             "reference": seed.response or "",
@@ -170,6 +171,12 @@ class Generator:
                 ),
             },
         )
+
+
+@functools.cache
+def _schema(model: Any) -> dict[str, Any]:
+    """A reply model's JSON schema, built once per class (it is the same every time)."""
+    return model.model_json_schema()
 
 
 def pick(rng: random.Random, options: Sequence[Any], k: int) -> list[Any]:
