@@ -76,12 +76,15 @@ def main() -> None:
         try:
             # Warm up once (imports, first files), so no level pays one-time costs.
             run(seeds(tmp / "warm.jsonl", 20), url, 8, tmp / "warm")
-            print(f"{args.seeds} seeds, one request each, endpoint latency {args.delay * 1000:.0f} ms")
+            print(
+                f"{args.seeds} seeds, one request each, endpoint latency {args.delay * 1000:.0f} ms"
+            )
             print(f"{'concurrency':>11} {'req/s':>8} {'ideal':>8} {'ratio':>6} {'seconds':>8}")
             for n in levels:
                 wall, sent, _ = run(data, url, n, tmp / f"c{n}")
                 ideal = n / args.delay
-                print(f"{n:>11} {sent / wall:>8.1f} {ideal:>8.1f} {sent / wall / ideal:>6.2f} {wall:>8.2f}")
+                rate = sent / wall
+                print(f"{n:>11} {rate:>8.1f} {ideal:>8.1f} {rate / ideal:>6.2f} {wall:>8.2f}")
         finally:
             proc.terminate()
         proc, url = server(0.0)

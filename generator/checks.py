@@ -192,7 +192,8 @@ def keeps_content(
     if reference in normalize(response):
         return True
     final = final_answer(reference)
-    if final is not None and final not in response.replace(",", ""):
+    kept = re.compile(rf"(?<![\d.]){re.escape(final)}(?!\d|\.\d)") if final else None
+    if kept is not None and not kept.search(response.replace(",", "")):
         return False
     if any(name not in response for name in names(reference, common)):
         return False

@@ -189,7 +189,13 @@ class FakeServer:
             writer.close()
 
     def _send(self, writer, status: int, payload: bytes, ctype="application/json", extra=()):
-        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 429: "Too Many Requests", 500: "Error"}
+        reason = {
+            200: "OK",
+            400: "Bad Request",
+            401: "Unauthorized",
+            429: "Too Many Requests",
+            500: "Error",
+        }
         head = [f"HTTP/1.1 {status} {reason.get(status, 'X')}", f"Content-Type: {ctype}"]
         head += [f"Content-Length: {len(payload)}", *extra]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)

@@ -40,7 +40,9 @@ def generate(url, *args, env=None):
 def accounted(run: Path, n: int, behaviors=BEHAVIORS) -> Counter:
     """Every (seed, behavior) has a candidate or a failed/skipped row; returns statuses."""
     rows = read_jsonl(run / "candidates.jsonl")
-    seen = {(r["seed_id"], "refusal" if r["behavior"] == "contrast" else r["behavior"]) for r in rows}
+    seen = {
+        (r["seed_id"], "refusal" if r["behavior"] == "contrast" else r["behavior"]) for r in rows
+    }
     assert seen == {(f"s{i}", b) for i in range(n) for b in behaviors}
     for row in rows:
         if row["status"] in ("failed", "skipped"):
@@ -52,8 +54,14 @@ def test_batch_with_every_fault_completes_and_accounts_for_every_seed(tmp_path):
     plan = Plan(fault_rate=0.3, retry_after=0.1, stall_seconds=2.0, seed=7)
     with FakeServer(plan) as server:
         result = generate(
-            server.url, str(seeds(tmp_path / "s.jsonl", 30)), "-o", "run",
-            "--timeout", "0.5", "--concurrency", "8",
+            server.url,
+            str(seeds(tmp_path / "s.jsonl", 30)),
+            "-o",
+            "run",
+            "--timeout",
+            "0.5",
+            "--concurrency",
+            "8",
         )
     assert result.exit_code == 0, result.output
     statuses = accounted(tmp_path / "run", 30)
@@ -75,8 +83,14 @@ def test_a_request_that_keeps_failing_is_recorded_and_the_run_goes_on(tmp_path):
     plan = Plan(fault_rate=1.0, faults=("500",))
     with FakeServer(plan) as server:
         result = generate(
-            server.url, str(seeds(tmp_path / "s.jsonl", 2)), "-o", "run", "--behaviors", "hedge",
-            "--retries", "2",
+            server.url,
+            str(seeds(tmp_path / "s.jsonl", 2)),
+            "-o",
+            "run",
+            "--behaviors",
+            "hedge",
+            "--retries",
+            "2",
         )
     assert result.exit_code == 0, result.output
     failed = [r for r in read_jsonl(tmp_path / "run" / "candidates.jsonl")]
@@ -127,8 +141,14 @@ def test_sustained_rate_limits_open_the_circuit_then_the_run_recovers(tmp_path):
     with FakeServer(plan) as server:
         started = time.monotonic()
         result = generate(
-            server.url, str(seeds(tmp_path / "s.jsonl", 12)), "-o", "run",
-            "--behaviors", "hedge", "--concurrency", "8",
+            server.url,
+            str(seeds(tmp_path / "s.jsonl", 12)),
+            "-o",
+            "run",
+            "--behaviors",
+            "hedge",
+            "--concurrency",
+            "8",
         )
     assert result.exit_code == 0, result.output
     limited = [t for t, outcome in server.log.times if outcome == "429"]
@@ -146,9 +166,20 @@ def test_several_base_urls_share_the_requests(tmp_path):
         result = CliRunner().invoke(
             main,
             [
-                "generate", str(seeds(tmp_path / "s.jsonl", 10)), "-o", "run",
-                "--backend", "openai", "--model", "fake",
-                "--base-url", a.url, "--base-url", b.url, "--concurrency", "4",
+                "generate",
+                str(seeds(tmp_path / "s.jsonl", 10)),
+                "-o",
+                "run",
+                "--backend",
+                "openai",
+                "--model",
+                "fake",
+                "--base-url",
+                a.url,
+                "--base-url",
+                b.url,
+                "--concurrency",
+                "4",
             ],
         )
     assert result.exit_code == 0, result.output
@@ -161,8 +192,15 @@ def test_dry_run_renders_every_request_and_sends_none(tmp_path):
         result = CliRunner().invoke(
             main,
             [
-                "generate", str(seeds(tmp_path / "s.jsonl", 4)), "--dry-run",
-                "--backend", "openai", "--model", "gpt-4o-mini", "--candidates", "2",
+                "generate",
+                str(seeds(tmp_path / "s.jsonl", 4)),
+                "--dry-run",
+                "--backend",
+                "openai",
+                "--model",
+                "gpt-4o-mini",
+                "--candidates",
+                "2",
             ],
         )
         assert server.log.keys == []
@@ -246,9 +284,19 @@ def llama_server(tmp_path_factory):
         port = s.getsockname()[1]
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(model),
-            "--host", "127.0.0.1", "--port", str(port), "--logits_all", "true",
-            "--n_ctx", "4096",
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--logits_all",
+            "true",
+            "--n_ctx",
+            "4096",
         ],
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),  # a file, not a pipe: nobody drains a pipe while tests run

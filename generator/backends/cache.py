@@ -40,7 +40,8 @@ class ResponseCache:
         self.path = Path(path)
         try:
             if readonly:
-                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+                self._db = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
+                self._db.execute("SELECT COUNT(*) FROM responses").fetchone()  # fail now
             else:
                 self._db = sqlite3.connect(self.path, isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=WAL")

@@ -2,8 +2,9 @@
 
 Additive increase, multiplicative decrease (TCP's rule): each success lets one more
 request fly, up to `--concurrency`; a rate limit halves the bound (at most once a
-second, so one burst of 429s is one signal, a strike). After `threshold` strikes with no
-success between them the circuit opens: nobody sends until the pause is over (the server's Retry-After, or a
+second, so one burst of 429s is one signal, a strike). A Retry-After pauses every request
+to the endpoint, not only the one that got it. After `threshold` strikes with no success
+between them the circuit opens: nobody sends until the pause is over (Retry-After, or a
 doubling pause up to `max_pause`), and the run resumes with one request at a time.
 A run under sustained 429s therefore slows to a trickle instead of hammering, and
 recovers by itself when the server does.
@@ -75,11 +76,11 @@ class Throttle:
                     self.strikes += 1
                     self.limit = max(1, self.limit // 2)
                     self._last_cut = now
+                    if self.strikes == self.threshold:
+                        self.openings += 1
                 if self.strikes >= self.threshold:
                     doubling = self.base_pause * 2 ** (self.strikes - self.threshold)
                     pause = min(self.max_pause, max(retry_after or 0.0, doubling))
-                    if self.strikes == self.threshold and self._last_cut == now:
-                        self.openings += 1
                     self.paused_until = max(self.paused_until, now + pause)
                     self.limit = 1
             self.cond.notify_all()
