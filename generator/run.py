@@ -169,7 +169,13 @@ class Pipeline:
 
         probe = Seed.make("What is 2 + 3?", "2 + 3 = 5\n#### 5", id="probe")
         for generator in self.generators:
-            generator.requests(probe, random.Random(0))
+            try:
+                generator.requests(probe, random.Random(0))
+            except NotImplementedError:
+                raise ConfigError(
+                    f"behavior {generator.name} has no model requests (no requests/parse); "
+                    "run it with --backend offline"
+                ) from None
 
     def seeds(self) -> Iterator[Seed]:
         c = self.config
