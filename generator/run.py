@@ -359,10 +359,11 @@ def generate(
             folder.checkpoint()
             counts = _plain(tally(iter_rows(folder.path / CANDIDATES)))
             seconds = time.time() - started
+            requests = _requests(stats, config)
             manifest = _manifest(
                 config,
                 pipeline,
-                command,
+                redact(command, api_key),
                 fingerprint,
                 counts,
                 status,
@@ -372,7 +373,7 @@ def generate(
                 started,
                 seconds,
                 _usage(stats, carried),
-                _requests(stats, config),
+                requests,
             )
             folder.write_manifest(manifest)
         finally:
@@ -385,7 +386,7 @@ def generate(
         seconds,
         status,
         manifest,
-        requests=_requests(stats, config),
+        requests=requests,
     )
 
 
@@ -469,10 +470,7 @@ def _manifest(
     return {
         "hedgerow": __version__,
         "status": status,
-        "command": redact(
-            command,
-            getattr(pipeline.backend, "settings", None) and pipeline.backend.settings.api_key,
-        ),
+        "command": command,  # already redacted
         "config": asdict(config),
         "fingerprint": fingerprint,
         "versions": _versions(),

@@ -230,14 +230,7 @@ class FakeServer:
                 ).encode(),
             )
         if plan.rate_limit_seconds and now - self._first < plan.rate_limit_seconds:
-            return await self._finish(
-                writer,
-                key,
-                "429",
-                429,
-                b'{"error": {"message": "slow"}}',
-                extra=[f"Retry-After: {plan.retry_after}"],
-            )
+            return await self._rate_limited(writer, key)
         fault = (
             self._rng.choice(plan.faults)
             if plan.fault_rate and self._rng.random() < plan.fault_rate
@@ -246,14 +239,7 @@ class FakeServer:
         if plan.delay:
             await asyncio.sleep(plan.delay)
         if fault == "429":
-            return await self._finish(
-                writer,
-                key,
-                "429",
-                429,
-                b'{"error": {"message": "slow"}}',
-                extra=[f"Retry-After: {plan.retry_after}"],
-            )
+            return await self._rate_limited(writer, key)
         if fault == "500":
             return await self._finish(writer, key, "500", 500, b'{"error": {"message": "oops"}}')
         if fault == "stall":
@@ -293,6 +279,11 @@ class FakeServer:
             await writer.drain()
             return False
         return await self._finish(writer, key, fault or "ok", 200, payload)
+
+    async def _rate_limited(self, writer, key) -> bool:
+        body = b'{"error": {"message": "slow"}}'
+        extra = [f"Retry-After: {self.plan.retry_after}"]
+        return await self._finish(writer, key, "429", 429, body, extra=extra)
 
     def log_header(self, key: str) -> str:
         return next(iter(self.log.authorization), "").removeprefix("Bearer ")

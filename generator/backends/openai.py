@@ -425,13 +425,9 @@ def _response_format(form: str, ask: Ask) -> dict[str, Any]:
 
 def _about_format(error: BaseException) -> bool:
     text = str(getattr(error, "body", "") or "") + " " + str(error)
-    return e_status(error) in (400, 422, 500) and bool(
+    return getattr(error, "status_code", None) in (400, 422, 500) and bool(
         re.search(r"response_format|json_schema", text, re.I)
     )
-
-
-def e_status(error: BaseException) -> int | None:
-    return getattr(error, "status_code", None)
 
 
 def _reply_value(response: Any) -> dict[str, Any]:
