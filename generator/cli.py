@@ -186,9 +186,18 @@ def _terminate_as_interrupt(signum, frame):
 )
 @_option(
     "--scorer",
-    default="none",
+    default="embedded",
     show_default=True,
-    help="Fit scorer: none (embedded|gguf:PATH|openai:URL are planned).",
+    help="Fit scorer: embedded (the bundled Gemma 3 270M base model), gguf:PATH, "
+    "openai:URL (a /v1/completions with echo and logprobs) or none.",
+)
+@_option(
+    "--fit-threshold",
+    type=click.FloatRange(0, 1),
+    default=0.95,
+    show_default=True,
+    help="Drop candidates less natural to the scorer than this share of the seeds' own "
+    "responses (1: only those less natural than all of them).",
 )
 @_option(
     "--seed",
@@ -221,6 +230,7 @@ def generate(
     reasks,
     candidates,
     scorer,
+    fit_threshold,
     seed,
     limit,
     prompts,
@@ -244,6 +254,7 @@ def generate(
         seed=seed,
         limit=limit,
         scorer=scorer,
+        fit_threshold=fit_threshold,
         prompts=prompts,
         prompt_column=prompt_column,
         response_column=response_column,

@@ -5,7 +5,8 @@
     ├── TemplateError             a prompt template or phrase bank that does not load or render
     ├── ConfigError               flags or settings that do not fit together
     │   └── NotAvailableError     a flag for a feature this version does not have yet
-    └── RunFolderError            an output folder that cannot be used for this run
+    ├── RunFolderError            an output folder that cannot be used for this run
+    └── ScorerError               a fit scorer that cannot be loaded, reached or used
 
 Every message is one line and names the file, line or field it is about.
 """
@@ -33,3 +34,7 @@ class NotAvailableError(ConfigError):
 
 class RunFolderError(HedgerowError):
     """An output folder that cannot be used for this run."""
+
+
+class ScorerError(HedgerowError):
+    """A fit scorer that cannot be loaded, reached or used."""

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import platform
+import random
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -17,12 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from generator import __version__, backends, generators
+from generator import __version__, backends, generators, scoring
 from generator.checks import BANK as CHECKS_BANK
 from generator.checks import Checker
-from generator.errors import ConfigError, InputError, NotAvailableError
+from generator.errors import ConfigError, InputError
 from generator.io import iter_seeds
-from generator.runfolder import CANDIDATES, RunFolder, iter_rows
+from generator.runfolder import CANDIDATES, REFERENCE, RunFolder, iter_rows
 from generator.select import select
 from generator.templates import Prompts
 from generator.values import Seed, Skip
@@ -41,7 +42,8 @@ class RunConfig:
     candidates: int = 1
     seed: int = 0
     limit: int | None = None
-    scorer: str = "none"
+    scorer: str = "embedded"
+    fit_threshold: float = 0.95
     prompts: str | None = None
     prompt_column: str | None = None
     response_column: str | None = None
@@ -58,6 +60,7 @@ class RunConfig:
 # them resumes the same run folder.
 _TRANSPORT = ("base_urls", "concurrency", "timeout", "retries")
 DEFAULT_CONCURRENCY = 16  # a hosted API's comfortable default; local servers take more
+REFERENCE_SEEDS = 64  # seeds whose own responses, scored, make the reference distribution
 
 
 class Progress(Protocol):
@@ -121,13 +124,15 @@ class Pipeline:
             ):
                 if value:
                     raise ConfigError(f"{flag} is for --backend openai; add --backend openai")
-        if config.scorer != "none":
-            raise NotAvailableError(
-                f"--scorer {config.scorer}: fit scoring is not available "
-                "in this version yet; use --scorer none"
-            )
+        if not 0 <= config.fit_threshold <= 1:
+            raise ConfigError("--fit-threshold must be a share between 0 and 1")
         self.config = config
+        self.dry_run = dry_run
         self.prompts = Prompts(config.prompts)
+        # Dry runs render and check; they score nothing, so they load no model.
+        self.scorer = None if dry_run else scoring.make(config.scorer, self.prompts)
+        self.reference: scoring.Reference | None = None
+        self.reference_seeds: list[Seed] = []
         self.generators = generators.get(config.behaviors, self.prompts)
         self.checker = Checker(self.prompts)
         self.checker.cues  # noqa: B018  (compile the cues now: a bad pattern fails before work)
@@ -159,6 +164,8 @@ class Pipeline:
         else:
             self.backend = backends.get(config.backend, prompts=self.prompts, seed=config.seed)
             used = [t for g in self.generators for t in g.templates()]
+        if config.scorer != "none":
+            used.append(scoring.FRAME)
         names = sorted({*used, *self.backend.templates(), CHECKS_BANK})
         self.template_hashes = {name: self.prompts.sha256(name) for name in names}
         if config.backend == "openai":  # render one request now: a broken template fails first
@@ -182,20 +189,35 @@ class Pipeline:
         return iter_seeds(c.seeds, c.prompt_column, c.response_column, c.limit)
 
     def survey(self) -> int:
-        """One pass over the input: validate it, count it, learn its vocabulary."""
+        """One pass over the input: validate it, count it, learn its vocabulary, and draw
+        the seeds whose own responses make the fit reference (a reservoir sample)."""
         corpus = None
         if any(g.name == "refusal" for g in self.generators):
             from generator.corpus import CorpusWords
 
             corpus = CorpusWords()
-        total = 0
+        rng = random.Random(f"reference\x1f{self.config.seed}")
+        sample: list[Seed] = []
+        answered = total = 0
         for seed in self.seeds():
             total += 1
             if corpus is not None:
                 corpus.add_text(seed.prompt)
                 corpus.add_text(seed.response or "")
+            if seed.response:
+                answered += 1
+                if len(sample) < REFERENCE_SEEDS:
+                    sample.append(seed)
+                elif (j := rng.randrange(answered)) < REFERENCE_SEEDS:
+                    sample[j] = seed
         self.backend.corpus = corpus
+        self.reference_seeds = sorted(sample, key=lambda s: s.index)
         return total
+
+    async def score_reference(self) -> scoring.Reference:
+        """The reference sample's own (prompt, response) pairs, scored."""
+        pairs = [(s.prompt, s.response) for s in self.reference_seeds]
+        return await scoring.reference(self.scorer, pairs)
 
     def fingerprint(self) -> str:
         """A hash of everything that decides the output: inputs, settings, templates."""
@@ -234,7 +256,13 @@ class Pipeline:
             for item in out
             if not isinstance(item, Skip)
         ]
-        decisions = iter(select(checked))
+        if self.scorer is not None and checked:
+            scored = await scoring.fit_examples(
+                self.scorer, self.reference, [ex for ex, _ in checked]
+            )
+            checked = [(ex, failures) for ex, (_, failures) in zip(scored, checked, strict=True)]
+        cutoff = self.reference.cutoff(self.config.fit_threshold) if self.reference else None
+        decisions = iter(select(checked, cutoff))
         candidate_rows, dataset_rows = [], []
         for out in produced:
             for item in [out] if isinstance(out, Skip) else out:
@@ -247,12 +275,22 @@ class Pipeline:
                     dataset_rows.append(decision.example.to_row())
         return dataset_rows, candidate_rows
 
-    async def drive(self, start: int, sink: Callable[[tuple[list, list]], None]) -> None:
+    async def drive(
+        self,
+        start: int,
+        sink: Callable[[tuple[list, list]], None],
+        keep_reference: Callable[[scoring.Reference], None] | None = None,
+    ) -> None:
         """Process the seeds from index `start` on, `self.window` at a time, handing each
         seed's rows to `sink` in input order (so resuming and output bytes never depend on
-        which request came back first)."""
+        which request came back first). With a scorer, the reference distribution is
+        scored first (unless a resumed run already has it) and handed to `keep_reference`."""
         pending: deque[asyncio.Future] = deque()
         try:
+            if self.scorer is not None and self.reference is None:
+                self.reference = await self.score_reference()
+                if keep_reference:
+                    keep_reference(self.reference)
             for index, seed in enumerate(self.seeds()):
                 if index < start:
                     continue
@@ -274,6 +312,8 @@ class Pipeline:
                 future.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             await self.backend.aclose()
+            if self.scorer is not None:
+                await self.scorer.aclose()
 
 
 def default_out(config: RunConfig, fingerprint: str) -> Path:
@@ -348,8 +388,14 @@ def generate(
         folder.write(*rows)
         noted()
 
+    def keep_reference(reference: scoring.Reference) -> None:
+        folder.write_json(REFERENCE, {"scorer": config.scorer, "nll": list(reference.nll)})
+
+    saved = folder.read_json(REFERENCE) if pipeline.scorer is not None else None
+    if saved is not None:  # a resumed run ranks against the distribution it started with
+        pipeline.reference = scoring.Reference(tuple(saved.get("nll", ())))
     try:
-        asyncio.run(pipeline.drive(resumed_from, write))
+        asyncio.run(pipeline.drive(resumed_from, write, keep_reference))
         status = "complete"
     finally:
         try:
@@ -475,6 +521,15 @@ def _manifest(
         "fingerprint": fingerprint,
         "versions": _versions(),
         "templates": pipeline.template_hashes,
+        "scorer": (
+            {
+                **pipeline.scorer.describe(),
+                "reference": pipeline.reference.summary(),
+                "cutoff_nll": pipeline.reference.cutoff(config.fit_threshold),
+            }
+            if pipeline.scorer is not None and pipeline.reference is not None
+            else None
+        ),
         "seeds": {"total": total, "done": done, "resumed_from": resumed_from},
         "counts": counts,
         "pairs": min(selected.get("refusal", 0), selected.get("contrast", 0)),

@@ -24,6 +24,7 @@ DATASET = "dataset.jsonl"
 CANDIDATES = "candidates.jsonl"
 JOURNAL = "journal.jsonl"
 MANIFEST = "manifest.json"
+REFERENCE = "reference.json"  # the seeds' own responses, scored: fits are ranked against it
 LOCK = ".lock"
 _DATA_FILES = (DATASET, CANDIDATES)
 
@@ -86,7 +87,11 @@ class RunFolder:
 
     def _prepare(self, overwrite: bool) -> int:
         journal = self.path / JOURNAL
-        ours = [name for name in (*_DATA_FILES, JOURNAL, MANIFEST) if (self.path / name).exists()]
+        ours = [
+            name
+            for name in (*_DATA_FILES, JOURNAL, MANIFEST, REFERENCE)
+            if (self.path / name).exists()
+        ]
         if overwrite:
             try:
                 for name in ours:
@@ -200,18 +205,30 @@ class RunFolder:
                     fh.close()
         self._files, self._journal, self._lockfile = {}, None, None
 
-    def write_manifest(self, manifest: dict[str, Any]) -> Path:
-        """Write manifest.json atomically (a reader never sees half of it)."""
-        target = self.path / MANIFEST
+    def write_json(self, name: str, value: dict[str, Any]) -> Path:
+        """Write one JSON file of the run atomically (a reader never sees half of it)."""
+        target = self.path / name
         tmp = target.with_suffix(".json.tmp")
         try:
-            tmp.write_text(
-                json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-            )
+            tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             os.replace(tmp, target)
         except OSError as e:
-            raise self._fail("write the manifest", e) from None
+            raise self._fail(f"write {name}", e) from None
         return target
+
+    def write_manifest(self, manifest: dict[str, Any]) -> Path:
+        return self.write_json(MANIFEST, manifest)
+
+    def read_json(self, name: str) -> dict[str, Any] | None:
+        """A JSON file an earlier run of this folder wrote (None if there is none)."""
+        try:
+            return json.loads((self.path / name).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            raise RunFolderError(
+                f"{self.path / name}: cannot read it ({e}); delete it or pass --overwrite"
+            ) from None
 
 
 def iter_rows(path: Path):

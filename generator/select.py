@@ -2,8 +2,11 @@
 
 A unit is one example, or a refusal with its contrast (same `pair_id`): units are
 validated, compared and kept or dropped together, so refusal:contrast stays exactly 1:1.
-With fit scores the best unit is the most natural to the base model (lowest mean NLL,
-GRAPE's rule); without a scorer it is the first valid one, deterministically.
+With fit scores, a unit with a row less natural than `cutoff` (an NLL drawn from the seeds'
+own responses, see `Reference.cutoff`) is dropped, and the best remaining unit is
+the most natural to the base model (lowest mean NLL, GRAPE's rule); without a scorer it
+is the first valid one, deterministically. Units compete only within their slot, so
+only within one behavior.
 """
 
 from __future__ import annotations
@@ -46,7 +49,13 @@ def _mean_nll(unit: list) -> float | None:
     return sum(f.nll for f in fits) / len(fits)
 
 
-def select(candidates: Sequence[tuple[Example, list[str]]]) -> list[Decision]:
+def _unnatural(example: Example, cutoff: float | None) -> bool:
+    return cutoff is not None and example.fit is not None and example.fit.nll > cutoff
+
+
+def select(
+    candidates: Sequence[tuple[Example, list[str]]], cutoff: float | None = None
+) -> list[Decision]:
     """Decide every candidate of one seed; the output order follows the input order."""
     verdict: dict[str, tuple[bool, str | None]] = {}
     slots: dict[str, list[list]] = {}
@@ -66,6 +75,11 @@ def select(candidates: Sequence[tuple[Example, list[str]]]) -> list[Decision]:
                     verdict[ex.id] = (False, "duplicate")
                 continue
             seen.add(key)
+            if any(_unnatural(ex, cutoff) for ex, _ in unit):
+                for ex, _ in unit:
+                    unnatural = _unnatural(ex, cutoff)
+                    verdict[ex.id] = (False, "unnatural" if unnatural else "pair_partner_unnatural")
+                continue
             valid.append(unit)
         scored = [u for u in valid if _mean_nll(u) is not None]
         best = (

@@ -48,10 +48,16 @@ class Fit:
 
     nll: float
     tokens: int
-    percentile: float | None = None
+    percentile: float | None = None  # share of the seeds' own responses at least as natural
+    truncated: bool = False  # the text was longer than the scorer's context
 
     def to_dict(self) -> dict[str, Any]:
-        return {"nll": self.nll, "tokens": self.tokens, "percentile": self.percentile}
+        return {
+            "nll": self.nll,
+            "tokens": self.tokens,
+            "percentile": self.percentile,
+            "truncated": self.truncated,
+        }
 
 
 @dataclass(frozen=True)
