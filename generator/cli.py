@@ -326,6 +326,72 @@ def _print_summary(result) -> None:
             )
 
 
+@main.command()
+@click.argument("dataset", nargs=-1, required=True, type=click.Path(path_type=str))
+@_option(
+    "-o",
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Output JSONL (default: <input>.fit.jsonl here).",
+)
+@_option(
+    "--scorer",
+    default="embedded",
+    show_default=True,
+    help="Fit scorer: embedded, gguf:PATH or openai:URL.",
+)
+@_option(
+    "--prompts",
+    type=click.Path(file_okay=False, path_type=str),
+    help="Folder of templates overlaying the defaults (scoring/frame.j2 frames each row).",
+)
+@_option("--prompt-column", help="Column holding the prompt (default: auto-detected).")
+@_option("--response-column", help="Column holding the response (default: auto).")
+@_option("--overwrite", is_flag=True, help="Score again over an existing output.")
+@_errors
+def score(dataset, out, scorer, prompts, prompt_column, response_column, overwrite):
+    """Fit-score every row of DATASET under a base model: each row comes back with `fit`
+    (nll in nats/token, lower is more natural; percentile among the dataset's rows)."""
+    from generator.scoring.dataset import score_dataset
+
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        with _Bar("scoring") as bar:
+
+            def progress(done: int, total: int) -> None:
+                if bar.task is None:
+                    bar.start(total, done)
+                else:
+                    bar.progress.update(bar.task, completed=done)
+
+            result = score_dataset(
+                dataset,
+                out=out,
+                scorer=scorer,
+                prompts=prompts,
+                prompt_column=prompt_column,
+                response_column=response_column,
+                overwrite=overwrite,
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        click.echo("interrupted: scored rows are kept; run the same command to resume", err=True)
+        sys.exit(130)
+    where = str(result.path)
+    if result.resumed_from:
+        where += f" (resumed after {result.resumed_from} rows)"
+    click.echo(f"{result.rows} rows -> {where}")
+    if result.mean_nll is None:
+        click.echo("  no row had a response to score")
+        return
+    click.echo(f"  {result.scored} scored, mean nll {result.mean_nll:.3f} nats/token")
+    click.echo("  least natural to the base model:")
+    for row in result.foreign:
+        prompt = " ".join(row["prompt"].split())
+        click.echo(f"    row {row['row']:>6}  nll {row['nll']:.3f}  {prompt[:70]}")
+
+
 @main.group()
 def templates():
     """See and customize the prompt templates and phrase banks."""
