@@ -12,6 +12,11 @@ an optional fixed delay, and injects faults on request:
 - `reject_json_schema`: refuse `response_format` of type json_schema (as a server
   without structured output does), so the client must fall back.
 
+It also answers `/v1/completions` the way a scoring server does with `echo` and
+`logprobs` (each word a token at log-probability -1, the first one null), or without
+logprobs (`completion_logprobs=False`, as servers that ignore the parameter do), or with
+a 400 "exceeds the context window" for texts longer than `context_chars`.
+
 Run it alone (for benchmarks): `python -m tests.fakeserver --delay 0.05` prints its URL.
 """
 
@@ -41,6 +46,8 @@ class Plan:
     rate_limit_seconds: float = 0.0
     reject_json_schema: bool = False
     auth_error: bool = False  # 401 quoting the key back, as some servers do
+    completion_logprobs: bool = True
+    context_chars: int = 0  # /completions: longer texts are refused as over the context
     seed: int = 0
 
 
@@ -206,7 +213,14 @@ class FakeServer:
             self._send(writer, 200, json.dumps(stats).encode())
             await writer.drain()
             return True
+        if method == "GET" and path.endswith("/models"):
+            listing = {"object": "list", "data": [{"id": "fake", "object": "model"}]}
+            self._send(writer, 200, json.dumps(listing).encode())
+            await writer.drain()
+            return True
         request = json.loads(body)
+        if path.endswith("/v1/completions"):
+            return await self._completion(request, writer)
         messages = request["messages"]
         key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
         now = time.monotonic()
@@ -279,6 +293,31 @@ class FakeServer:
             await writer.drain()
             return False
         return await self._finish(writer, key, fault or "ok", 200, payload)
+
+    async def _completion(self, request, writer) -> bool:
+        text = request["prompt"]
+        key = hashlib.sha256(text.encode()).hexdigest()[:16]
+        self.log.keys.append(key)
+        if self.plan.context_chars and len(text) > self.plan.context_chars:
+            message = {"error": {"message": "Requested tokens exceed context window of 64"}}
+            return await self._finish(writer, key, "too_long", 400, json.dumps(message).encode())
+        words = list(re.finditer(r"\s*\S+", text))
+        logprobs = {
+            "tokens": [w.group() for w in words] + ["."],
+            "text_offset": [w.start() for w in words] + [len(text)],
+            "token_logprobs": [None] + [-1.0] * len(words),
+            "top_logprobs": None,
+        }
+        choice = {"index": 0, "text": text + ".", "finish_reason": "length"}
+        choice["logprobs"] = logprobs if self.plan.completion_logprobs else None
+        payload = {
+            "id": "cmpl-" + key,
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": request.get("model", "fake"),
+            "choices": [choice],
+        }
+        return await self._finish(writer, key, "ok", 200, json.dumps(payload).encode())
 
     async def _rate_limited(self, writer, key) -> bool:
         body = b'{"error": {"message": "slow"}}'

