@@ -100,6 +100,9 @@ class _Bar:
     def advance(self, n: int = 1) -> None:
         self.progress.advance(self.task, n)
 
+    def say(self, text: str) -> None:
+        self.progress.update(self.task, requests=text)
+
     def note(self, stats) -> None:
         errors = sum(stats.errors.values())
         text = (

@@ -67,6 +67,7 @@ class Progress(Protocol):
     def start(self, total: int, done: int) -> None: ...
     def advance(self, n: int = 1) -> None: ...
     def note(self, stats: Any) -> None: ...
+    def say(self, text: str) -> None: ...  # what the run is doing, when it is not a seed
 
 
 @dataclass
@@ -280,6 +281,7 @@ class Pipeline:
         start: int,
         sink: Callable[[tuple[list, list]], None],
         keep_reference: Callable[[scoring.Reference], None] | None = None,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         """Process the seeds from index `start` on, `self.window` at a time, handing each
         seed's rows to `sink` in input order (so resuming and output bytes never depend on
@@ -288,7 +290,11 @@ class Pipeline:
         pending: deque[asyncio.Future] = deque()
         try:
             if self.scorer is not None and self.reference is None:
+                if say:
+                    say(f"scoring {len(self.reference_seeds)} seeds' own answers for reference")
                 self.reference = await self.score_reference()
+                if say:
+                    say("")
                 if keep_reference:
                     keep_reference(self.reference)
             for index, seed in enumerate(self.seeds()):
@@ -395,7 +401,9 @@ def generate(
     if saved is not None:  # a resumed run ranks against the distribution it started with
         pipeline.reference = scoring.Reference(tuple(saved.get("nll", ())))
     try:
-        asyncio.run(pipeline.drive(resumed_from, write, keep_reference))
+        asyncio.run(
+            pipeline.drive(resumed_from, write, keep_reference, progress.say if progress else None)
+        )
         status = "complete"
     finally:
         try:

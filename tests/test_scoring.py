@@ -257,6 +257,9 @@ def test_a_resumed_scored_run_ranks_against_the_reference_it_started_with(tmp_pa
         def note(self, stats):
             pass
 
+        def say(self, text):
+            self.said = text
+
         def advance(self, n=1):
             self.n -= n
             if self.n == 0:
