@@ -128,7 +128,6 @@ class Pipeline:
         if not 0 <= config.fit_threshold <= 1:
             raise ConfigError("--fit-threshold must be a share between 0 and 1")
         self.config = config
-        self.dry_run = dry_run
         self.prompts = Prompts(config.prompts)
         # Dry runs render and check; they score nothing, so they load no model.
         self.scorer = None if dry_run else scoring.make(config.scorer, self.prompts)
