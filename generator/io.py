@@ -391,6 +391,22 @@ def to_seed(row: dict[str, Any], shape: Shape, where: str, index: int = 0) -> Se
     return Seed.make(prompt, response, id=seed_id, source=where, index=index)
 
 
+def input_stats(paths: Iterable[Path | str]) -> list[list[list]]:
+    """(resolved path, size, mtime) of every input file: what a fingerprint of the inputs
+    hashes, so an edited input never resumes an old run."""
+    inputs = []
+    for name in paths:
+        path = Path(name).resolve()
+        # A save_to_disk folder is rewritten in place: its files tell, not the folder.
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        try:
+            stats = [(p, p.stat()) for p in files]
+        except OSError as e:
+            raise InputError(f"{name}: cannot read it ({e.strerror}); check the path") from None
+        inputs.append([[str(p), st.st_size, st.st_mtime_ns] for p, st in stats])
+    return inputs
+
+
 def iter_seeds(
     paths: Iterable[Path | str],
     prompt_column: str | None = None,

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 from generator import __version__, backends, generators, scoring
 from generator.checks import BANK as CHECKS_BANK
 from generator.checks import Checker
-from generator.errors import ConfigError, InputError
-from generator.io import iter_seeds
+from generator.errors import ConfigError
+from generator.io import input_stats, iter_seeds
 from generator.runfolder import CANDIDATES, REFERENCE, RunFolder, iter_rows
 from generator.select import select
 from generator.templates import Prompts
@@ -221,16 +221,7 @@ class Pipeline:
 
     def fingerprint(self) -> str:
         """A hash of everything that decides the output: inputs, settings, templates."""
-        inputs = []
-        for name in self.config.seeds:
-            path = Path(name).resolve()
-            # A save_to_disk folder is rewritten in place: its files tell, not the folder.
-            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-            try:
-                stats = [(p, p.stat()) for p in files]
-            except OSError as e:
-                raise InputError(f"{name}: cannot read it ({e.strerror}); check the path") from None
-            inputs.append([[str(p), st.st_size, st.st_mtime_ns] for p, st in stats])
+        inputs = input_stats(self.config.seeds)
         settings = asdict(self.config)
         for name in ("out", "seeds", *_TRANSPORT):  # `inputs` names the seeds, resolved
             settings.pop(name)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.errors import ConfigError, RunFolderError
-from generator.io import detect_shape, records, to_seed
+from generator.io import detect_shape, input_stats, records, to_seed
 from generator.scoring import FRAME, Reference, make
 from generator.templates import Prompts
 
@@ -50,12 +50,7 @@ def _rows(paths: Sequence[str], prompt_column, response_column) -> Iterator[tupl
 
 
 def _fingerprint(paths: Sequence[str], spec: str, prompts: Prompts, columns) -> str:
-    stats = []
-    for name in paths:
-        path = Path(name).resolve()
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        stats.append([[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files])
-    blob = json.dumps([stats, spec, prompts.sha256(FRAME), columns], sort_keys=True)
+    blob = json.dumps([input_stats(paths), spec, prompts.sha256(FRAME), columns], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
