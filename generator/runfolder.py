@@ -237,3 +237,65 @@ def iter_rows(path: Path):
         for raw in fh:
             if raw.strip():
                 yield json.loads(raw)
+
+
+class Run:
+    """A run folder opened for reading (export, report): only what its journal vouches for.
+
+    Rows are read up to the last checkpoint, so a run that is still being written, or was
+    killed mid-line, gives whole seeds only.
+    """
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        journal = self.path / JOURNAL
+        if not self.path.is_dir():
+            what = "no such folder" if not self.path.exists() else "a file, not a folder"
+            raise RunFolderError(
+                f"{self.path}: {what}; pass a run folder written by hedgerow generate"
+            )
+        try:
+            entries, _ = _valid_lines(journal) if journal.is_file() else ([], 0)
+        except OSError as e:
+            raise RunFolderError(f"{journal}: cannot read it ({e.strerror})") from None
+        if not entries or "fingerprint" not in entries[0]:
+            raise RunFolderError(
+                f"{self.path}: not a hedgerow run folder (no {JOURNAL}); pass a folder "
+                "written by hedgerow generate"
+            )
+        checkpoints = [e for e in entries[1:] if "done" in e]
+        self.done = checkpoints[-1]["done"] if checkpoints else 0
+        self.sizes = checkpoints[-1]["sizes"] if checkpoints else dict.fromkeys(_DATA_FILES, 0)
+        self.manifest = self._json(MANIFEST) or {}
+        self.reference = self._json(REFERENCE)
+
+    def _json(self, name: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.path / name).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            raise RunFolderError(f"{self.path / name}: cannot read it ({e})") from None
+
+    @property
+    def status(self) -> str:
+        return self.manifest.get("status", "running or killed")
+
+    def rows(self, name: str = DATASET):
+        """The rows of `dataset.jsonl` or `candidates.jsonl` that the journal vouches for."""
+        left = self.sizes.get(name, 0)
+        try:
+            with (self.path / name).open("rb") as fh:
+                while left > 0:
+                    raw = fh.readline(left)
+                    if not raw:
+                        break
+                    left -= len(raw)
+                    if raw.strip():
+                        yield json.loads(raw)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as e:
+            raise RunFolderError(
+                f"{self.path / name}: cannot read it ({e}); re-run the run's command to repair it"
+            ) from None
