@@ -203,6 +203,14 @@ def _terminate_as_interrupt(signum, frame):
     "responses (1: only those less natural than all of them).",
 )
 @_option(
+    "--near-duplicates",
+    type=click.FloatRange(0, 1),
+    default=0.85,
+    show_default=True,
+    help="Drop a row whose prompt and response both match an earlier row of the same "
+    "behavior this closely (Jaccard similarity of word 3-grams, MinHash); 0 turns it off.",
+)
+@_option(
     "--seed",
     type=int,
     default=0,
@@ -234,6 +242,7 @@ def generate(
     candidates,
     scorer,
     fit_threshold,
+    near_duplicates,
     seed,
     limit,
     prompts,
@@ -258,6 +267,7 @@ def generate(
         limit=limit,
         scorer=scorer,
         fit_threshold=fit_threshold,
+        near_duplicates=near_duplicates,
         prompts=prompts,
         prompt_column=prompt_column,
         response_column=response_column,

@@ -23,8 +23,8 @@ from generator.checks import BANK as CHECKS_BANK
 from generator.checks import Checker
 from generator.errors import ConfigError
 from generator.io import input_stats, iter_seeds
-from generator.runfolder import CANDIDATES, REFERENCE, RunFolder, iter_rows
-from generator.select import select
+from generator.runfolder import CANDIDATES, DATASET, REFERENCE, RunFolder, iter_rows
+from generator.select import NearDuplicates, select
 from generator.templates import Prompts
 from generator.values import Seed, Skip
 
@@ -44,6 +44,7 @@ class RunConfig:
     limit: int | None = None
     scorer: str = "embedded"
     fit_threshold: float = 0.95
+    near_duplicates: float = 0.85  # Jaccard similarity that makes two rows duplicates; 0: off
     prompts: str | None = None
     prompt_column: str | None = None
     response_column: str | None = None
@@ -127,12 +128,15 @@ class Pipeline:
                     raise ConfigError(f"{flag} is for --backend openai; add --backend openai")
         if not 0 <= config.fit_threshold <= 1:
             raise ConfigError("--fit-threshold must be a share between 0 and 1")
+        if not 0 <= config.near_duplicates <= 1:
+            raise ConfigError("--near-duplicates must be a similarity between 0 and 1")
         self.config = config
         self.prompts = Prompts(config.prompts)
         # Dry runs render and check; they score nothing, so they load no model.
         self.scorer = None if dry_run else scoring.make(config.scorer, self.prompts)
         self.reference: scoring.Reference | None = None
         self.reference_seeds: list[Seed] = []
+        self.dedup = NearDuplicates(config.near_duplicates) if config.near_duplicates else None
         self.generators = generators.get(config.behaviors, self.prompts)
         self.checker = Checker(self.prompts)
         self.checker.cues  # noqa: B018  (compile the cues now: a bad pattern fails before work)
@@ -278,6 +282,12 @@ class Pipeline:
         which request came back first). With a scorer, the reference distribution is
         scored first (unless a resumed run already has it) and handed to `keep_reference`."""
         pending: deque[asyncio.Future] = deque()
+
+        def emit(rows: tuple[list, list]) -> None:
+            if self.dedup is not None:  # in output order: the same rows win on every run
+                rows = (self.dedup.filter(*rows), rows[1])
+            sink(rows)
+
         try:
             if self.scorer is not None and self.reference is None:
                 if say:
@@ -292,16 +302,16 @@ class Pipeline:
                     continue
                 pending.append(asyncio.ensure_future(self.process(seed)))
                 while pending and (len(pending) >= self.window or pending[0].done()):
-                    sink(await pending.popleft())
+                    emit(await pending.popleft())
             while pending:
-                sink(await pending.popleft())
+                emit(await pending.popleft())
         except (asyncio.CancelledError, KeyboardInterrupt):
             # Stopped early: keep every seed finished in order; the answers of the rest
             # are in the response cache, so the re-run asks only what was in flight.
             while pending and pending[0].done() and not pending[0].cancelled():
                 if pending[0].exception() is not None:
                     break
-                sink(pending.popleft().result())
+                emit(pending.popleft().result())
             raise
         finally:
             for future in pending:
@@ -387,6 +397,8 @@ def generate(
     def keep_reference(reference: scoring.Reference) -> None:
         folder.write_json(REFERENCE, {"scorer": config.scorer, "nll": list(reference.nll)})
 
+    if pipeline.dedup is not None:  # a resumed run compares new rows with those it kept
+        pipeline.dedup.keep(iter_rows(folder.path / DATASET))
     saved = folder.read_json(REFERENCE) if pipeline.scorer is not None else None
     if saved is not None:  # a resumed run ranks against the distribution it started with
         pipeline.reference = scoring.Reference(tuple(saved.get("nll", ())))

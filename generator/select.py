@@ -6,11 +6,14 @@ With fit scores, a unit with a row less natural than `cutoff` (an NLL drawn from
 own responses, see `Reference.cutoff`) is dropped, and the best remaining unit is
 the most natural to the base model (lowest mean NLL, GRAPE's rule); without a scorer it
 is the first valid one, deterministically. Units compete only within their slot, so
-only within one behavior.
+only within one behavior. Across seeds, `NearDuplicates` then drops a unit that nearly
+repeats one already kept.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -91,3 +94,100 @@ def select(
             for ex, _ in unit:
                 verdict[ex.id] = (True, None) if unit is best else (False, "not_best")
     return [Decision(ex, tuple(failures), *verdict[ex.id]) for ex, failures in candidates]
+
+
+_WORD = re.compile(r"\w+")
+_PERMUTATIONS = 64  # MinHash size: Jaccard estimated to about ±0.05 near the threshold
+
+
+def _band(key: bytes) -> bytes:
+    return hashlib.blake2b(key, digest_size=8).digest()  # 8 bytes per band, not 120
+
+
+class NearDuplicates:
+    """Drops a selected unit whose prompt *and* response both nearly match (estimated
+    Jaccard similarity of word 3-grams at least `threshold`) those of an earlier kept row
+    of the same behavior from another seed.
+
+    MinHash and LSH come from datasketch. Rows of one seed never count against each other
+    (a seed's two hedge levels share their answer by design), and templated responses to
+    different questions are not duplicates: both halves must match. Units are judged in
+    output order, so the result does not depend on which request came back first; a
+    resumed run first re-reads the rows it already kept (`keep`). Memory: about 2 KB per
+    kept row.
+    """
+
+    def __init__(self, threshold: float):
+        from datasketch import MinHashLSH
+
+        self.threshold = threshold
+        self._lsh: dict[str, MinHashLSH] = {}
+        self._kept: dict[int, tuple] = {}  # key -> (seed id, prompt and response signatures)
+
+    @staticmethod
+    def _signature(text: str):
+        from datasketch import MinHash
+
+        words = _WORD.findall(text.lower())
+        grams = {" ".join(words[i : i + 3]).encode() for i in range(max(1, len(words) - 2))}
+        signature = MinHash(num_perm=_PERMUTATIONS, seed=1)
+        signature.update_batch(list(grams))
+        return signature
+
+    def _index(self, behavior: str):
+        from datasketch import MinHashLSH
+
+        if behavior not in self._lsh:
+            self._lsh[behavior] = MinHashLSH(
+                threshold=self.threshold, num_perm=_PERMUTATIONS, hashfunc=_band
+            )
+        return self._lsh[behavior]
+
+    def _match(self, row: dict, prompt, response) -> bool:
+        for key in self._index(row["behavior"]).query(prompt):
+            seed_id, p, r = self._kept[key]
+            if (
+                seed_id != row["seed_id"]
+                and (p == prompt.hashvalues).mean() >= self.threshold
+                and (r == response.hashvalues).mean() >= self.threshold
+            ):
+                return True
+        return False
+
+    def _insert(self, row: dict, prompt, response) -> None:
+        key = len(self._kept)
+        self._kept[key] = (row["seed_id"], prompt.hashvalues, response.hashvalues)
+        self._index(row["behavior"]).insert(key, prompt, check_duplication=False)
+
+    def _signatures(self, row: dict):
+        turns = row["messages"]
+        return self._signature(turns[0]["content"]), self._signature(turns[-1]["content"])
+
+    def keep(self, rows) -> None:
+        """Rows kept earlier (a resumed run's dataset): later rows are compared with them."""
+        for row in rows:
+            self._insert(row, *self._signatures(row))
+
+    def filter(self, dataset_rows: list[dict], candidate_rows: list[dict]) -> list[dict]:
+        """One seed's selected rows minus near-duplicate units; their candidate rows are
+        marked dropped in place (reason `near_duplicate`, or `pair_partner_near_duplicate`)."""
+        units: dict[str, list[dict]] = {}
+        for row in dataset_rows:
+            units.setdefault(row["pair_id"] or row["id"], []).append(row)
+        dropped: dict[str, str] = {}
+        for unit in units.values():
+            signed = [(row, *self._signatures(row)) for row in unit]
+            matches = {row["id"] for row, p, r in signed if self._match(row, p, r)}
+            if matches:
+                for row in unit:
+                    dropped[row["id"]] = (
+                        "near_duplicate" if row["id"] in matches else "pair_partner_near_duplicate"
+                    )
+                continue
+            for row, p, r in signed:
+                self._insert(row, p, r)
+        for row in candidate_rows:
+            if row.get("id") in dropped:
+                row["status"] = "dropped"
+                row["drop_reason"] = dropped[row["id"]]
+        return [row for row in dataset_rows if row["id"] not in dropped]

@@ -112,3 +112,111 @@ def test_candidates_beyond_the_fit_cutoff_are_dropped_and_take_their_partner_alo
 def test_a_slot_where_every_candidate_is_unnatural_keeps_nothing():
     cands = [(make(i, "hedge", "a", nll=5.0 + i), []) for i in range(3)]
     assert not any(d.selected for d in select(cands, cutoff=4.0))
+
+
+def row(id, seed, behavior, prompt, response, pair=None):
+    return {
+        "id": id,
+        "seed_id": seed,
+        "behavior": behavior,
+        "pair_id": pair,
+        "messages": [
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": response},
+        ],
+    }
+
+
+LONG = (
+    "The Amazon River flows east across South America and empties into the Atlantic Ocean "
+    "near the city of Belem, carrying more water than any other river on Earth."
+)
+QUESTION = "Which ocean does the Amazon River flow into, and where does it meet the sea?"
+
+
+def test_a_later_near_copy_from_another_seed_is_dropped_with_its_reason():
+    from generator.select import NearDuplicates
+
+    dedup = NearDuplicates(0.85)
+    first = [row("a", "s1", "hedge", QUESTION, LONG)]
+    assert dedup.filter(first, [dict(first[0], status="selected")]) == first
+    # the same question and answer again, recased and with an extra space
+    copy = row("b", "s2", "hedge", QUESTION.upper(), LONG.replace(" ", "  ", 3))
+    candidates = [dict(copy, status="selected", drop_reason=None)]
+    assert dedup.filter([copy], candidates) == []
+    assert candidates[0]["status"] == "dropped"
+    assert candidates[0]["drop_reason"] == "near_duplicate"
+    # another behavior, or a row of the same seed, is not compared with it
+    other = [row("c", "s3", "near_miss", QUESTION, LONG), row("d", "s1", "hedge", QUESTION, LONG)]
+    assert dedup.filter(other, []) == other
+
+
+def test_the_same_template_around_different_questions_is_not_a_duplicate():
+    from generator.select import NearDuplicates
+
+    dedup = NearDuplicates(0.85)
+    frame = "I am fairly confident, though not certain, about this answer: {} That is my view."
+    kept = [
+        row(f"r{i}", f"s{i}", "hedge", f"What is {i} plus {i + 2}?", frame.format(2 * i + 2))
+        for i in range(6)
+    ]
+    assert dedup.filter(kept, []) == kept
+
+
+def test_a_pair_goes_whole_and_a_resumed_index_remembers_kept_rows():
+    from generator.select import NearDuplicates
+
+    earlier = [row("c0", "s1", "contrast", QUESTION, LONG, pair="p0")]
+    dedup = NearDuplicates(0.85)
+    dedup.keep(earlier)  # what a resumed run reads back from its dataset.jsonl
+    pair = [
+        row("r1", "s2", "refusal", QUESTION.replace("Amazon", "Velmora"), "I can't find it.", "p1"),
+        row("c1", "s2", "contrast", QUESTION, LONG, pair="p1"),
+    ]
+    candidates = [dict(r, status="selected") for r in pair]
+    assert dedup.filter(pair, candidates) == []
+    assert [c["drop_reason"] for c in candidates] == [
+        "pair_partner_near_duplicate",
+        "near_duplicate",
+    ]
+    # a lower threshold than the texts' similarity is needed to drop a paraphrase
+    loose, strict = NearDuplicates(0.3), NearDuplicates(0.95)
+    base = row("x", "s1", "hedge", QUESTION, LONG)
+    para = row("y", "s2", "hedge", QUESTION, LONG.replace("carrying more water", "with more flow"))
+    for dedup in (loose, strict):
+        dedup.filter([base], [])
+    assert loose.filter([para], []) == [] and strict.filter([para], []) == [para]
+
+
+def test_generate_drops_a_repeated_seed_and_counts_it(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from generator.cli import main
+
+    from .conftest import EXAMPLES, read_jsonl, write_jsonl
+
+    rows = read_jsonl(EXAMPLES)
+    again = dict(rows[0], id="again", answer=rows[0]["answer"] + " ")  # a copy, re-spaced
+    write_jsonl(tmp_path / "s.jsonl", [*rows, again])
+    for threshold, expect in (("0.85", True), ("0", False)):
+        out = tmp_path / threshold
+        result = CliRunner().invoke(
+            main,
+            ["generate", str(tmp_path / "s.jsonl"), "-o", str(out), "--near-duplicates", threshold],
+        )
+        assert result.exit_code == 0, result.output
+        dropped = [
+            c
+            for c in read_jsonl(out / "candidates.jsonl")
+            if (c.get("drop_reason") or "").endswith("near_duplicate")
+        ]
+        assert bool(dropped) == expect
+        assert all(c["seed_id"] == "again" for c in dropped)
+        kept = read_jsonl(out / "dataset.jsonl")
+        assert not {c["id"] for c in dropped} & {r["id"] for r in kept}
+        counts = json.loads((out / "manifest.json").read_text())["counts"]["dropped"]
+        assert counts.get("near_duplicate", 0) == sum(
+            c["drop_reason"] == "near_duplicate" for c in dropped
+        )
