@@ -405,6 +405,47 @@ def score(dataset, out, scorer, prompts, prompt_column, response_column, overwri
         click.echo(f"    row {row['row']:>6}  nll {row['nll']:.3f}  {prompt[:70]}")
 
 
+@main.command()
+@click.argument("run", type=click.Path(path_type=str))
+@_option(
+    "--format",
+    "format_",
+    type=click.Choice(["openai", "alpaca", "sharegpt", "dpo", "hf"]),
+    required=True,
+    help="openai: messages only; alpaca; sharegpt; dpo: prompt/chosen/rejected pairs; "
+    "hf: a datasets save_to_disk folder with the metadata as columns.",
+)
+@_option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=str),
+    help="Output file (hf: folder); default RUN/<format>.jsonl, RUN/hf for hf.",
+)
+@_option(
+    "--push-to-hub",
+    metavar="REPO",
+    help="With --format hf, also push to this Hugging Face Hub dataset repo "
+    "(token from HF_TOKEN; needs the network).",
+)
+@_errors
+def export(run, format_, out, push_to_hub):
+    """Write the selected rows of the run folder RUN in a trainer's format."""
+    from generator.export import export as run_export
+
+    result = run_export(run, format_, out=out, push_to_hub=push_to_hub)
+    click.echo(f"{result.rows} {result.format} rows -> {result.path}")
+    if result.kinds:
+        click.echo("  pairs: " + ", ".join(f"{k} {v}" for k, v in result.kinds.items()))
+    if result.status != "complete":
+        click.echo(
+            f"  note: the run is {result.status}; this holds its {result.seeds_done} finished "
+            "seeds (run its command again to finish it, then export again)",
+            err=True,
+        )
+    if push_to_hub:
+        click.echo(f"  pushed to https://huggingface.co/datasets/{push_to_hub}")
+
+
 @main.group()
 def templates():
     """See and customize the prompt templates and phrase banks."""

@@ -1,0 +1,263 @@
+"""Export a run's selected rows in the shape a trainer reads.
+
+- `openai`: `{"messages": [user, assistant]}` and nothing else (OpenAI fine-tuning,
+  TRL's SFTTrainer);
+- `alpaca`: `{"instruction", "input": "", "output"}` (axolotl, Alpaca loaders);
+- `sharegpt`: `{"conversations": [{"from": "human", …}, {"from": "gpt", …}]}`;
+- `dpo`: `{"prompt", "chosen", "rejected"}`, plain strings (TRL's DPOTrainer);
+- `hf`: a `datasets` save_to_disk folder with the metadata as columns.
+
+DPO pairs come from contrasts inside the run (see `preference_pairs`), so a seed gives
+pairs only where the run holds both sides.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from generator.errors import HedgerowError
+from generator.runfolder import Run, dumps
+
+FORMATS = ("openai", "alpaca", "sharegpt", "dpo", "hf")
+
+
+class ExportError(HedgerowError):
+    """An export that cannot be written."""
+
+
+def _turns(row: dict[str, Any]) -> tuple[str, str]:
+    messages = row["messages"]
+    return messages[0]["content"], messages[-1]["content"]
+
+
+def openai_row(row: dict[str, Any]) -> dict[str, Any]:
+    prompt, response = _turns(row)
+    return {
+        "messages": [
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": response},
+        ]
+    }
+
+
+def alpaca_row(row: dict[str, Any]) -> dict[str, Any]:
+    prompt, response = _turns(row)
+    return {"instruction": prompt, "input": "", "output": response}
+
+
+def sharegpt_row(row: dict[str, Any]) -> dict[str, Any]:
+    prompt, response = _turns(row)
+    return {
+        "conversations": [{"from": "human", "value": prompt}, {"from": "gpt", "value": response}]
+    }
+
+
+def hf_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A flat row with typed metadata columns; the rest of `attributes` as JSON text."""
+    prompt, response = _turns(row)
+    attributes = row.get("attributes") or {}
+    fit = row.get("fit") or {}
+    provenance = row.get("provenance") or {}
+    confidence = attributes.get("confidence")
+    return {
+        "id": row["id"],
+        "seed_id": row["seed_id"],
+        "behavior": row["behavior"],
+        "pair_id": row.get("pair_id"),
+        "prompt": prompt,
+        "response": response,
+        "messages": openai_row(row)["messages"],
+        "confidence": float(confidence) if confidence is not None else None,
+        "level": attributes.get("level"),
+        "kind": attributes.get("kind"),
+        "nll": fit.get("nll"),
+        "tokens": fit.get("tokens"),
+        "percentile": fit.get("percentile"),
+        "backend": provenance.get("backend"),
+        "model": provenance.get("model"),
+        "template": provenance.get("template"),
+        "attributes": json.dumps(attributes, ensure_ascii=False, sort_keys=True),
+    }
+
+
+# --------------------------------------------------------------------------- DPO
+
+
+def _swap(text: str, old: str | None, new: str | None) -> str:
+    return text.replace(old, new) if old and new and old in text else text
+
+
+def unrecovered(row: dict[str, Any]) -> str | None:
+    """A near-miss trace cut just before its recovery: the slip is made and left standing,
+    and the answer never arrives."""
+    _, response = _turns(row)
+    start = ((row.get("attributes") or {}).get("recovery") or {}).get("start")
+    if not isinstance(start, int) or start <= 0:
+        return None
+    return response[:start].rstrip() or None
+
+
+def preference_pairs(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """DPO pairs from one run's selected rows (in file order, one seed's rows together).
+
+    - **refusal**: the refusal prompt; chosen is the honest decline; rejected is the
+      contrast's confident answer, with the real name put back as the made-up one where
+      the run recorded both (offline unknown-entity pairs: `attributes.replaced` and
+      `attributes.entity`), so it reads as a fabricated answer about something that does
+      not exist. For other kinds the contrast's answer is used as it is: it answers the
+      look-alike question as if it were this one.
+    - **over_refusal**: the contrast prompt; chosen is its direct answer; rejected is the
+      decline (the made-up name swapped for the real one where recorded): refusing on the
+      wrong side of the boundary.
+    - **near_miss**: chosen is the recovered trace; rejected is the same trace cut just
+      before its recovery, so the slip stands and no answer follows (`unrecovered`).
+    - **hedge**: where the seed also has a near-miss, chosen is the seed's first hedged
+      variant (correct content at a stated confidence) and rejected is that near-miss's
+      unrecovered trace: an overconfident answer that is wrong. Seeds without a near-miss
+      give no hedge pair.
+
+    Pairs whose two sides are equal or empty are left out.
+    """
+    for _, group in itertools.groupby(rows, key=lambda r: r["seed_id"]):
+        group = list(group)
+        pairs: dict[str, dict[str, dict]] = {}
+        for row in group:
+            if row["behavior"] in ("refusal", "contrast") and row.get("pair_id"):
+                pairs.setdefault(row["pair_id"], {})[row["behavior"]] = row
+        made = []
+        for pair in pairs.values():
+            if len(pair) != 2:
+                continue
+            refusal, contrast = pair["refusal"], pair["contrast"]
+            attrs = refusal.get("attributes") or {}
+            fake, real = attrs.get("entity"), attrs.get("replaced")
+            r_prompt, decline = _turns(refusal)
+            c_prompt, answer = _turns(contrast)
+            made.append(("refusal", r_prompt, decline, _swap(answer, real, fake)))
+            made.append(("over_refusal", c_prompt, answer, _swap(decline, fake, real)))
+        wrong = None
+        for row in group:
+            if row["behavior"] == "near_miss" and (cut := unrecovered(row)):
+                prompt, trace = _turns(row)
+                made.append(("near_miss", prompt, trace, cut))
+                wrong = wrong or cut
+        hedge = next((r for r in group if r["behavior"] == "hedge"), None)
+        if hedge is not None and wrong is not None:
+            prompt, hedged = _turns(hedge)
+            made.append(("hedge", prompt, hedged, wrong))
+        for kind, prompt, chosen, rejected in made:
+            if chosen.strip() and rejected.strip() and chosen.strip() != rejected.strip():
+                yield {"kind": kind, "prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+# --------------------------------------------------------------------------- writing
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    rows: int
+    status: str  # the run's status: exporting an unfinished run exports its finished seeds
+    seeds_done: int
+    kinds: dict[str, int] = field(default_factory=dict)  # dpo: pairs per construction
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+
+
+def _write_jsonl(rows: Iterator[dict[str, Any]], target: Path) -> int:
+    tmp = target.with_name(target.name + ".tmp")
+    count = 0
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(dumps(row))
+            count += 1
+    _replace(tmp, target)
+    return count
+
+
+def _write_hf(rows: Iterator[dict[str, Any]], target: Path, push_to_hub: str | None) -> int:
+    import datasets
+
+    features = datasets.Features(
+        {
+            **{
+                name: datasets.Value("string")
+                for name in ("id", "seed_id", "behavior", "pair_id", "prompt", "response")
+            },
+            "messages": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
+            "confidence": datasets.Value("float64"),
+            **{name: datasets.Value("string") for name in ("level", "kind")},
+            "nll": datasets.Value("float64"),
+            "tokens": datasets.Value("int64"),
+            "percentile": datasets.Value("float64"),
+            **{name: datasets.Value("string") for name in ("backend", "model", "template")},
+            "attributes": datasets.Value("string"),
+        }
+    )
+    datasets.disable_progress_bars()  # the command prints its own one-line result
+    dataset = datasets.Dataset.from_list(list(rows), features=features)
+    tmp = target.with_name(target.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    dataset.save_to_disk(str(tmp))
+    _replace(tmp, target)
+    if push_to_hub:
+        try:
+            dataset.push_to_hub(push_to_hub, token=os.environ.get("HF_TOKEN") or None)
+        except Exception as e:  # the hub client raises many types; the message says enough
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ExportError(
+                f"{target}: saved, but pushing to the hub repo {push_to_hub} failed ({first}); "
+                "check the network and HF_TOKEN, then push again"
+            ) from None
+    return len(dataset)
+
+
+def export(
+    run: str | Path, format: str, out: str | Path | None = None, push_to_hub: str | None = None
+) -> ExportResult:
+    """Write the run's selected rows as `format` to `out` (default: in the run folder)."""
+    if format not in FORMATS:
+        raise ExportError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
+    if push_to_hub and format != "hf":
+        raise ExportError("--push-to-hub needs --format hf")
+    folder = Run(run)
+    default = folder.path / ("hf" if format == "hf" else f"{format}.jsonl")
+    target = Path(out) if out else default
+    rows = folder.rows()
+    kinds: Counter = Counter()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if format == "hf":
+            count = _write_hf(map(hf_row, rows), target, push_to_hub)
+        elif format == "dpo":
+
+            def counted():
+                for pair in preference_pairs(rows):
+                    kinds[pair.pop("kind")] += 1
+                    yield pair
+
+            count = _write_jsonl(counted(), target)
+        else:
+            shape = {"openai": openai_row, "alpaca": alpaca_row, "sharegpt": sharegpt_row}
+            count = _write_jsonl(map(shape[format], rows), target)
+    except OSError as e:
+        raise ExportError(
+            f"{target}: cannot write it ({e.strerror or e}); free some space or choose another -o"
+        ) from None
+    return ExportResult(
+        target, format, count, folder.status, folder.done, dict(sorted(kinds.items()))
+    )
