@@ -123,6 +123,129 @@ def _terminate_as_interrupt(signum, frame):
         raise KeyboardInterrupt
 
 
+_RUN_OPTIONS = [
+    _option(
+        "--backend",
+        type=click.Choice(["offline", "openai"]),
+        default="offline",
+        show_default=True,
+        help="Where candidates come from.",
+    ),
+    _option("--model", help="Model name for --backend openai."),
+    _option(
+        "--base-url",
+        "base_urls",
+        multiple=True,
+        envvar=["HEDGEROW_BASE_URL", "OPENAI_BASE_URL"],
+        help="OpenAI-compatible endpoint for --backend openai; repeat it to spread requests "
+        "over replicas (the API key comes from OPENAI_API_KEY).",
+    ),
+    _option(
+        "--concurrency",
+        type=click.IntRange(min=1),
+        help="Requests in flight for --backend openai (default 16).",
+    ),
+    _option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=120.0,
+        show_default=True,
+        help="Seconds to wait for one response before retrying it.",
+    ),
+    _option(
+        "--retries",
+        type=click.IntRange(min=0),
+        default=6,
+        show_default=True,
+        help="Retries of a request after a 5xx, timeout or broken connection (rate limits "
+        "are retried for up to 15 minutes).",
+    ),
+    _option(
+        "--reasks",
+        type=click.IntRange(min=0),
+        default=2,
+        show_default=True,
+        help="Times an unusable reply goes back to the model with the error.",
+    ),
+    _option(
+        "--candidates",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Candidates per seed and behavior slot; the best valid one is kept.",
+    ),
+    _option(
+        "--scorer",
+        default="embedded",
+        show_default=True,
+        help="Fit scorer: embedded (the bundled Gemma 3 270M base model), gguf:PATH, "
+        "openai:URL (a /v1/completions with echo and logprobs) or none.",
+    ),
+    _option(
+        "--fit-threshold",
+        type=click.FloatRange(0, 1),
+        default=0.95,
+        show_default=True,
+        help="Drop candidates less natural to the scorer than this share of the seeds' own "
+        "responses (1: only those less natural than all of them).",
+    ),
+    _option(
+        "--near-duplicates",
+        type=click.FloatRange(0, 1),
+        default=0.85,
+        show_default=True,
+        help="Drop a row whose prompt and response both match an earlier row of the same "
+        "behavior this closely (Jaccard similarity of word 3-grams, MinHash); 0 turns it off.",
+    ),
+    _option(
+        "--seed",
+        type=int,
+        default=0,
+        show_default=True,
+        help="Random seed: the same seed gives the same bytes.",
+    ),
+    _option(
+        "--prompts",
+        type=click.Path(file_okay=False, path_type=str),
+        help="Folder of templates overlaying the defaults file by file.",
+    ),
+    _option("--prompt-column", help="Column holding the prompt (default: auto-detected)."),
+    _option("--response-column", help="Column holding the reference answer (default: auto)."),
+    _option("--overwrite", is_flag=True, help="Start the run folder over instead of resuming."),
+]
+
+
+def _run_options(fn):
+    """The options of every command that runs the pipeline (generate, augment)."""
+    for option in reversed(_RUN_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def _run_config(seeds, behaviors, **options):
+    """A RunConfig from the shared options' values."""
+    from generator.run import RunConfig
+
+    options.pop("overwrite")
+    return RunConfig(
+        seeds=tuple(seeds),
+        behaviors=tuple(b.strip() for b in behaviors.split(",") if b.strip()),
+        base_urls=tuple(options.pop("base_urls")),
+        **options,
+    )
+
+
+def _run_arguments(overwrite: bool) -> dict:
+    """generate()'s arguments besides the config (the API key is read here, never written)."""
+    import os
+
+    return {
+        "command": ["hedgerow", *sys.argv[1:]],
+        "overwrite": overwrite,
+        "api_key": os.environ.get("OPENAI_API_KEY") or None,
+    }
+
+
 @main.command()
 @click.argument("seeds", nargs=-1, required=True, type=click.Path(path_type=str))
 @_option(
@@ -137,157 +260,20 @@ def _terminate_as_interrupt(signum, frame):
     show_default=True,
     help="Comma-separated behaviors to generate.",
 )
-@_option(
-    "--backend",
-    type=click.Choice(["offline", "openai"]),
-    default="offline",
-    show_default=True,
-    help="Where candidates come from.",
-)
-@_option("--model", help="Model name for --backend openai.")
-@_option(
-    "--base-url",
-    "base_urls",
-    multiple=True,
-    envvar=["HEDGEROW_BASE_URL", "OPENAI_BASE_URL"],
-    help="OpenAI-compatible endpoint for --backend openai; repeat it to spread requests "
-    "over replicas (the API key comes from OPENAI_API_KEY).",
-)
-@_option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    help="Requests in flight for --backend openai (default 16).",
-)
-@_option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=120.0,
-    show_default=True,
-    help="Seconds to wait for one response before retrying it.",
-)
-@_option(
-    "--retries",
-    type=click.IntRange(min=0),
-    default=6,
-    show_default=True,
-    help="Retries of a request after a 5xx, timeout or broken connection (rate limits "
-    "are retried for up to 15 minutes).",
-)
-@_option(
-    "--reasks",
-    type=click.IntRange(min=0),
-    default=2,
-    show_default=True,
-    help="Times an unusable reply goes back to the model with the error.",
-)
-@_option(
-    "--candidates",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Candidates per seed and behavior slot; the best valid one is kept.",
-)
-@_option(
-    "--scorer",
-    default="embedded",
-    show_default=True,
-    help="Fit scorer: embedded (the bundled Gemma 3 270M base model), gguf:PATH, "
-    "openai:URL (a /v1/completions with echo and logprobs) or none.",
-)
-@_option(
-    "--fit-threshold",
-    type=click.FloatRange(0, 1),
-    default=0.95,
-    show_default=True,
-    help="Drop candidates less natural to the scorer than this share of the seeds' own "
-    "responses (1: only those less natural than all of them).",
-)
-@_option(
-    "--near-duplicates",
-    type=click.FloatRange(0, 1),
-    default=0.85,
-    show_default=True,
-    help="Drop a row whose prompt and response both match an earlier row of the same "
-    "behavior this closely (Jaccard similarity of word 3-grams, MinHash); 0 turns it off.",
-)
-@_option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Random seed: the same seed gives the same bytes.",
-)
+@_run_options
 @_option("--limit", type=click.IntRange(min=1), help="Use only the first N seeds.")
-@_option(
-    "--prompts",
-    type=click.Path(file_okay=False, path_type=str),
-    help="Folder of templates overlaying the defaults file by file.",
-)
-@_option("--prompt-column", help="Column holding the prompt (default: auto-detected).")
-@_option("--response-column", help="Column holding the reference answer (default: auto).")
-@_option("--overwrite", is_flag=True, help="Start the run folder over instead of resuming.")
 @_option("--dry-run", is_flag=True, help="Render and check everything, write nothing.")
 @_errors
-def generate(
-    seeds,
-    out,
-    behaviors,
-    backend,
-    model,
-    base_urls,
-    concurrency,
-    timeout,
-    retries,
-    reasks,
-    candidates,
-    scorer,
-    fit_threshold,
-    near_duplicates,
-    seed,
-    limit,
-    prompts,
-    prompt_column,
-    response_column,
-    overwrite,
-    dry_run,
-):
+def generate(seeds, behaviors, dry_run, **options):
     """Turn SEEDS (JSONL, JSON, CSV, Parquet, save_to_disk folders) into a run folder."""
-    import os
-
-    from generator.run import RunConfig
     from generator.run import generate as run_generate
 
-    config = RunConfig(
-        seeds=tuple(seeds),
-        out=out,
-        behaviors=tuple(b.strip() for b in behaviors.split(",") if b.strip()),
-        backend=backend,
-        candidates=candidates,
-        seed=seed,
-        limit=limit,
-        scorer=scorer,
-        fit_threshold=fit_threshold,
-        near_duplicates=near_duplicates,
-        prompts=prompts,
-        prompt_column=prompt_column,
-        response_column=response_column,
-        model=model,
-        base_urls=tuple(base_urls),
-        concurrency=concurrency,
-        timeout=timeout,
-        retries=retries,
-        reasks=reasks,
-    )
+    config = _run_config(seeds, behaviors, **options)
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         with _Bar("generating") as bar:
             result = run_generate(
-                config,
-                progress=bar,
-                command=["hedgerow", *sys.argv[1:]],
-                dry_run=dry_run,
-                overwrite=overwrite,
-                api_key=os.environ.get("OPENAI_API_KEY") or None,
+                config, progress=bar, dry_run=dry_run, **_run_arguments(options["overwrite"])
             )
     except KeyboardInterrupt:
         click.echo(
@@ -295,6 +281,70 @@ def generate(
         )
         sys.exit(130)
     _print_summary(result)
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=str))
+@_option(
+    "-o",
+    "--out",
+    "output",
+    type=click.Path(path_type=str),
+    help="The augmented dataset (default: <name>.augmented.<ext> here; a folder for a "
+    "save_to_disk input).",
+)
+@_option(
+    "--mix",
+    default="hedge=0.2,refusal=0.1,near_miss=0.1",
+    show_default=True,
+    help="Rows to add per behavior, as shares of the dataset's row count; a refusal and "
+    "its contrast count as two rows.",
+)
+@_option(
+    "--run",
+    "run_folder",
+    type=click.Path(file_okay=False, path_type=str),
+    help="Run folder for the generated rows (default: outputs/<name>-<settings hash>; a "
+    "re-run resumes it).",
+)
+@_option("--shuffle", is_flag=True, help="Mix the new rows in among the originals (by --seed).")
+@_run_options
+@_errors
+def augment(dataset, output, mix, run_folder, shuffle, **options):
+    """Add hedges, refusal pairs and near-misses to DATASET, written in its own format:
+    every original row unchanged, then the new rows."""
+    from generator.augment import augment as run_augment
+    from generator.augment import parse_mix
+
+    shares = parse_mix(mix)
+    config = _run_config([dataset], ",".join(shares), out=run_folder, limit=None, **options)
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        with _Bar("augmenting") as bar:
+            result = run_augment(
+                config,
+                shares,
+                out=output,
+                shuffle=shuffle,
+                progress=bar,
+                **_run_arguments(options["overwrite"]),
+            )
+    except KeyboardInterrupt:
+        click.echo(
+            "interrupted: finished seeds are saved; run the same command to resume", err=True
+        )
+        sys.exit(130)
+    added = sum(result.added.values())
+    click.echo(f"{result.original} rows + {added} new -> {result.path}")
+    for name, wanted in result.wanted.items():
+        click.echo(f"  {name:<10} {result.added.get(name, 0):>6} added of {wanted}")
+    click.echo(f"  run folder (every candidate, manifest): {result.run.path}")
+    for name, missing in result.short.items():
+        click.echo(
+            f"  short: {name} has {missing} rows fewer than asked; the dataset's rows gave "
+            f"no more that passed the checks (see {result.run.path}/candidates.jsonl)",
+            err=True,
+        )
 
 
 def _print_summary(result) -> None:

@@ -29,6 +29,7 @@ from generator.templates import Prompts
 from generator.values import Seed, Skip
 
 DEFAULT_BEHAVIORS = ("hedge", "refusal", "near_miss")
+QUOTA_KEY = {"contrast": "refusal"}  # a contrast counts toward its refusal pair's quota
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class RunConfig:
     scorer: str = "embedded"
     fit_threshold: float = 0.95
     near_duplicates: float = 0.85  # Jaccard similarity that makes two rows duplicates; 0: off
+    # `hedgerow augment`: rows wanted per behavior (refusal counts its contrasts too).
+    # With a quota, seeds go in a shuffled order, a behavior stops once it has its rows,
+    # and the run stops when every behavior has.
+    quota: tuple[tuple[str, int], ...] = ()
     prompts: str | None = None
     prompt_column: str | None = None
     response_column: str | None = None
@@ -137,6 +142,9 @@ class Pipeline:
         self.reference: scoring.Reference | None = None
         self.reference_seeds: list[Seed] = []
         self.dedup = NearDuplicates(config.near_duplicates) if config.near_duplicates else None
+        self.quota = dict(config.quota)
+        self.made: Counter = Counter()  # dataset rows kept per quota key
+        self._order: list[Seed] | None = None
         self.generators = generators.get(config.behaviors, self.prompts)
         self.checker = Checker(self.prompts)
         self.checker.cues  # noqa: B018  (compile the cues now: a bad pattern fails before work)
@@ -190,7 +198,26 @@ class Pipeline:
 
     def seeds(self) -> Iterator[Seed]:
         c = self.config
-        return iter_seeds(c.seeds, c.prompt_column, c.response_column, c.limit)
+        seeds = iter_seeds(c.seeds, c.prompt_column, c.response_column, c.limit)
+        if not self.quota:
+            return seeds
+        if self._order is None:  # a quota takes its rows from a random sample of the seeds
+            self._order = list(seeds)
+            random.Random(f"order\x1f{c.seed}").shuffle(self._order)
+        return iter(self._order)
+
+    def wanted(self) -> list:
+        """The generators whose behavior still needs rows (all of them without a quota)."""
+        if not self.quota:
+            return self.generators
+        return [g for g in self.generators if self.made[g.name] < self.quota.get(g.name, 0)]
+
+    def remember(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Dataset rows already kept (by this run, or the part of it a resume keeps)."""
+        for row in rows:
+            self.made[QUOTA_KEY.get(row["behavior"], row["behavior"])] += 1
+            if self.dedup is not None:
+                self.dedup.keep([row])
 
     def survey(self) -> int:
         """One pass over the input: validate it, count it, learn its vocabulary, and draw
@@ -242,7 +269,7 @@ class Pipeline:
         """One seed through generate, validate and select: (dataset rows, candidate rows)."""
         k = self.config.candidates
         produced = await asyncio.gather(
-            *(self.backend.produce(generator, seed, k) for generator in self.generators)
+            *(self.backend.produce(generator, seed, k) for generator in self.wanted())
         )
         checked = [
             (item, self.checker.check(item, seed.response))
@@ -286,6 +313,10 @@ class Pipeline:
         def emit(rows: tuple[list, list]) -> None:
             if self.dedup is not None:  # in output order: the same rows win on every run
                 rows = (self.dedup.filter(*rows), rows[1])
+            # Counted in output order too: a seed is asked for a behavior only while the
+            # seeds before it have not filled its quota, so a quota's first rows are the
+            # same however far the run overshoots.
+            self.made.update(QUOTA_KEY.get(r["behavior"], r["behavior"]) for r in rows[0])
             sink(rows)
 
         try:
@@ -300,6 +331,8 @@ class Pipeline:
             for index, seed in enumerate(self.seeds()):
                 if index < start:
                     continue
+                if not self.wanted():  # every quota is met
+                    break
                 pending.append(asyncio.ensure_future(self.process(seed)))
                 while pending and (len(pending) >= self.window or pending[0].done()):
                     emit(await pending.popleft())
@@ -397,8 +430,8 @@ def generate(
     def keep_reference(reference: scoring.Reference) -> None:
         folder.write_json(REFERENCE, {"scorer": config.scorer, "nll": list(reference.nll)})
 
-    if pipeline.dedup is not None:  # a resumed run compares new rows with those it kept
-        pipeline.dedup.keep(iter_rows(folder.path / DATASET))
+    if pipeline.dedup is not None or pipeline.quota:  # what a resumed run already kept
+        pipeline.remember(iter_rows(folder.path / DATASET))
     saved = folder.read_json(REFERENCE) if pipeline.scorer is not None else None
     if saved is not None:  # a resumed run ranks against the distribution it started with
         pipeline.reference = scoring.Reference(tuple(saved.get("nll", ())))

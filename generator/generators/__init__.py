@@ -73,6 +73,10 @@ class Generator:
     def parse(self, seed: Seed, ask: Ask, reply: Any, sample: int, model: str) -> list[Example]:
         raise NotImplementedError
 
+    def rows_per_seed(self) -> int:
+        """The most dataset rows one seed can give this behavior (a pair counts two)."""
+        return 1
+
     def templates(self) -> list[str]:
         """Every template file the offline path reads, for hashing into the manifest."""
         return [self.template, self.bank]

@@ -68,11 +68,14 @@ class Hedge(Generator):
             return self.skip(seed, "creative_prompt", seed.prompt.split(None, 1)[0])
         return None
 
+    def rows_per_seed(self) -> int:
+        return min(self.prompts.bank_int(self.bank, "per_seed", 2), len(self.levels()))
+
     def choose_levels(self, rng: random.Random) -> list[dict]:
         """`per_seed` distinct levels, most confident first."""
-        levels = self.levels()
-        per_seed = min(self.prompts.bank_int(self.bank, "per_seed", 2), len(levels))
-        return sorted(rng.sample(levels, per_seed), key=lambda lv: -lv["confidence"])
+        return sorted(
+            rng.sample(self.levels(), self.rows_per_seed()), key=lambda lv: -lv["confidence"]
+        )
 
     def requests(self, seed: Seed, rng: random.Random) -> list[Ask] | Skip:
         if skip := self.unsuitable(seed):

@@ -1,0 +1,389 @@
+"""Add behaviors to an existing dataset, in the dataset's own format.
+
+`augment` runs an ordinary generation run on the dataset's rows with a quota per behavior
+(`RunConfig.quota`): seeds go in a shuffled order and a behavior stops once it has its
+rows, so a small mix of a large dataset costs only what it needs. The output is the
+original rows, unchanged, plus the new rows in the input's file type and shape:
+
+- JSONL: the original lines byte for byte, then the new rows;
+- CSV/TSV: the original bytes, then the new rows with the same header and delimiter;
+- a JSON list: the same items (same indentation), then the new ones;
+- Parquet and `save_to_disk` folders: the same table with the new rows appended, in
+  its own schema.
+
+A mix fraction is of the original row count; `refusal` counts a refusal and its contrast
+as two rows and never splits them. `--shuffle` mixes the new rows in (deterministic with
+`--seed`). The run folder keeps every candidate and the manifest, like any run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from generator import generators
+from generator.errors import ConfigError, InputError
+from generator.io import Shape, detect_shape, iter_seeds, records
+from generator.run import QUOTA_KEY, RunConfig, RunResult, generate
+from generator.runfolder import Run
+from generator.templates import Prompts
+
+DEFAULT_MIX = "hedge=0.2,refusal=0.1,near_miss=0.1"
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """`hedge=0.2,refusal=0.1` -> {"hedge": 0.2, "refusal": 0.1}."""
+    mix: dict[str, float] = {}
+    known = generators.registry()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq:
+            raise ConfigError(f"--mix: {part!r} has no '='; write it as {key or 'hedge'}=0.1")
+        if key not in known:
+            raise ConfigError(
+                f"--mix: unknown behavior {key!r}; use {', '.join(sorted(known))} "
+                "(a refusal's contrast comes with it)"
+            )
+        try:
+            share = float(value)
+        except ValueError:
+            raise ConfigError(
+                f"--mix: {key}={value!r} is not a number; write e.g. {key}=0.1"
+            ) from None
+        if not share >= 0 or share == float("inf"):
+            raise ConfigError(f"--mix: {key}={value} is negative or not finite; use 0 or more")
+        mix[key] = share
+    if not any(mix.values()):
+        raise ConfigError(f"--mix asks for no rows; give at least one share, e.g. {DEFAULT_MIX}")
+    return mix
+
+
+def targets(mix: dict[str, float], rows: int, prompts: Prompts) -> dict[str, int]:
+    """Rows to add per behavior, checked against the most the dataset's rows can give."""
+    out = {}
+    for gen in generators.get(tuple(mix), prompts):
+        per = gen.rows_per_seed()
+        wanted = mix[gen.name] * rows
+        # a pair is two rows: round to whole pairs
+        count = per * round(wanted / per) if gen.name == "refusal" else round(wanted)
+        most = per * rows
+        if count > most:
+            raise ConfigError(
+                f"--mix {gen.name}={mix[gen.name]:g} asks for {count} rows, but {rows} rows "
+                f"can give at most {most} {gen.name} rows ({gen.name}={per:g} at most); "
+                "lower it"
+            )
+        out[gen.name] = count
+    return out
+
+
+# --------------------------------------------------------------------------- the layout
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the input stores its rows, so new rows can be written the same way."""
+
+    path: Path
+    kind: str  # jsonl | json | csv | parquet | disk
+    shape: Shape
+    columns: tuple[str, ...]
+    first: dict[str, Any]  # the first row, for the chat turn keys and role names
+
+    def new_row(self, prompt: str, response: str, row_id: Any) -> dict[str, Any]:
+        """A new row in the input's shape: known columns filled, the others empty."""
+        empty = "" if self.kind == "csv" else None
+        row: dict[str, Any] = dict.fromkeys(self.columns, empty)
+        shape = self.shape
+        if shape.name in ("messages", "conversations"):
+            row[shape.prompt] = self._turns(prompt, response)
+        else:
+            row[shape.prompt] = prompt
+            row[shape.response] = response
+            if shape.input:
+                row[shape.input] = ""
+        if shape.id:
+            row[shape.id] = row_id
+        return row
+
+    def _turns(self, prompt: str, response: str) -> list[dict[str, str]]:
+        turns = [t for t in self.first.get(self.shape.prompt) or [] if isinstance(t, dict)]
+        role, text = ("from", "value") if turns and "from" in turns[0] else ("role", "content")
+        roles = [str(t.get(role, "")) for t in turns]
+        user = next((r for r in roles if r.lower() in ("user", "human")), None)
+        assistant = next(
+            (r for r in roles if r.lower() in ("assistant", "gpt", "model", "bot")), None
+        )
+        if role == "from":
+            user, assistant = user or "human", assistant or "gpt"
+        return [
+            {role: user or "user", text: prompt},
+            {role: assistant or "assistant", text: response},
+        ]
+
+
+def layout(path: Path, prompt_column: str | None, response_column: str | None) -> Layout:
+    if path.is_dir():
+        kind = "disk"
+    else:
+        suffix = path.suffix.lower()
+        kind = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}.get(
+            suffix, {".tsv": "csv", ".parquet": "parquet"}.get(suffix, "")
+        )
+        if kind == "json" and _is_jsonl(path):
+            kind = "jsonl"
+    for where, row in records(path):
+        shape = detect_shape(row.keys(), str(path), prompt_column, response_column)
+        if shape.name not in ("messages", "conversations") and not shape.response:
+            raise InputError(
+                f"{where}: no response column found (columns: {', '.join(row)}); augment "
+                "builds on the dataset's answers: name it with --response-column"
+            )
+        return Layout(path, kind, shape, tuple(row.keys()), row)
+    raise InputError(f"{path}: no rows found (the file is empty); augment a dataset with rows")
+
+
+def _is_jsonl(path: Path) -> bool:
+    with path.open("rb") as fh:
+        head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"{")
+
+
+# --------------------------------------------------------------------------- choosing rows
+
+
+def pick(rows: Iterable[dict[str, Any]], wanted: dict[str, int]) -> list[dict[str, Any]]:
+    """The first rows of each behavior up to its target; refusal pairs whole."""
+    taken: dict[str, int] = dict.fromkeys(wanted, 0)
+    units: dict[str, list[dict]] = {}
+    order: list[str] = []
+    for row in rows:
+        key = row.get("pair_id") or row["id"]
+        if key not in units:
+            order.append(key)
+        units.setdefault(key, []).append(row)
+    chosen = []
+    for key in order:
+        unit = units[key]
+        quota = QUOTA_KEY.get(unit[0]["behavior"], unit[0]["behavior"])
+        if quota in taken and taken[quota] + len(unit) <= wanted[quota]:
+            if quota == "refusal" and len(unit) != 2:
+                continue
+            taken[quota] += len(unit)
+            chosen.extend(unit)
+    return chosen
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _id_maker(layout: Layout, chosen: list[dict]) -> list[Any]:
+    """New rows' ids: continue an integer id column, else the example ids."""
+    if layout.shape.id and isinstance(layout.first.get(layout.shape.id), int):
+        top = max(
+            (r.get(layout.shape.id) for _, r in records(layout.path)),
+            key=lambda v: v if isinstance(v, int) else -1,
+        )
+        top = top if isinstance(top, int) else 0
+        return list(range(top + 1, top + 1 + len(chosen)))
+    return [row["id"] for row in chosen]
+
+
+def _tmp(target: Path) -> Path:
+    return target.with_name(f".{target.name}.tmp")
+
+
+def _finish(tmp: Path, target: Path) -> None:
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+
+
+def _mixed(items: list, new: list, shuffle: bool, seed: int) -> list:
+    out = items + new
+    if shuffle:
+        random.Random(f"shuffle\x1f{seed}").shuffle(out)
+    return out
+
+
+def _write_lines(layout: Layout, new: list[dict], target: Path, shuffle: bool, seed: int) -> None:
+    """JSONL and CSV: the original bytes stay as they are; new lines follow (or mix in)."""
+    raw = layout.path.read_bytes()
+    if layout.kind == "csv":
+        delimiter = "\t" if layout.path.suffix.lower() == ".tsv" else ","
+        ending = "\r\n" if b"\r\n" in raw[: raw.find(b"\n") + 1] else "\n"
+        text = raw.decode("utf-8-sig")
+        header, _, body = text.partition("\n")
+        import io
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(
+            buf, fieldnames=layout.columns, delimiter=delimiter, lineterminator=ending
+        )
+        for row in new:
+            writer.writerow(row)
+        added = buf.getvalue()
+        if shuffle:  # whole records, quoted newlines included
+            rows = list(csv.reader(io.StringIO(body), delimiter=delimiter))
+            rows += list(csv.reader(io.StringIO(added), delimiter=delimiter))
+            random.Random(f"shuffle\x1f{seed}").shuffle(rows)
+            buf = io.StringIO()
+            csv.writer(buf, delimiter=delimiter, lineterminator=ending).writerows(rows)
+            blob = (header + "\n" + buf.getvalue()).encode("utf-8")
+        else:
+            blob = raw + (b"" if raw.endswith(b"\n") else ending.encode()) + added.encode()
+    else:
+        lines = [line for line in raw.splitlines(keepends=True) if line.strip()]
+        if lines and not lines[-1].endswith(b"\n"):
+            lines[-1] += b"\n"
+        added = [json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in new]
+        blob = b"".join(_mixed(lines, added, shuffle, seed))
+    tmp = _tmp(target)
+    tmp.write_bytes(blob)
+    _finish(tmp, target)
+
+
+def _write_json(layout: Layout, new: list[dict], target: Path, shuffle: bool, seed: int) -> None:
+    text = layout.path.read_text(encoding="utf-8-sig")
+    items = json.loads(text)
+    after = text.lstrip()[1:]
+    indent = None
+    if after.startswith(("\n", "\r\n")):
+        line = after.lstrip("\r\n").split("\n", 1)[0]
+        indent = len(line) - len(line.lstrip(" ")) or None
+    tmp = _tmp(target)
+    tmp.write_text(
+        json.dumps(_mixed(items, new, shuffle, seed), ensure_ascii=False, indent=indent) + "\n",
+        encoding="utf-8",
+    )
+    _finish(tmp, target)
+
+
+def _write_parquet(layout: Layout, new: list[dict], target: Path, shuffle: bool, seed: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(layout.path)
+    added = pa.Table.from_pylist(new, schema=table.schema)
+    table = pa.concat_tables([table, added])
+    if shuffle:
+        order = list(range(table.num_rows))
+        random.Random(f"shuffle\x1f{seed}").shuffle(order)
+        table = table.take(order)
+    tmp = _tmp(target)
+    pq.write_table(table, tmp)
+    _finish(tmp, target)
+
+
+def _write_disk(layout: Layout, new: list[dict], target: Path, shuffle: bool, seed: int) -> None:
+    import datasets
+
+    datasets.disable_progress_bars()
+    loaded = datasets.load_from_disk(str(layout.path))
+    split = None
+    if isinstance(loaded, datasets.DatasetDict):
+        split = "train" if "train" in loaded else next(iter(loaded))
+        table = loaded[split]
+    else:
+        table = loaded
+    added = datasets.Dataset.from_list(new, features=table.features)
+    table = datasets.concatenate_datasets([table, added])
+    if shuffle:
+        order = list(range(len(table)))
+        random.Random(f"shuffle\x1f{seed}").shuffle(order)
+        table = table.select(order)
+    if split is not None:
+        loaded[split] = table
+        table = loaded
+    tmp = _tmp(target)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    table.save_to_disk(str(tmp))
+    _finish(tmp, target)
+
+
+_WRITERS = {
+    "jsonl": _write_lines,
+    "csv": _write_lines,
+    "json": _write_json,
+    "parquet": _write_parquet,
+    "disk": _write_disk,
+}
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@dataclass
+class AugmentResult:
+    path: Path
+    run: RunResult
+    original: int
+    added: dict[str, int]  # rows added per mix key
+    wanted: dict[str, int]
+    short: dict[str, int] = field(default_factory=dict)  # mix keys that got fewer rows
+
+
+def default_output(dataset: Path) -> Path:
+    """`<name>.augmented<suffix>` in the current folder."""
+    name = dataset.name
+    stem, dot, suffix = name.partition(".") if not dataset.is_dir() else (name, "", "")
+    return Path(f"{stem}.augmented{dot}{suffix}")
+
+
+def augment(
+    config: RunConfig,
+    mix: dict[str, float],
+    out: str | Path | None = None,
+    shuffle: bool = False,
+    **run_options: Any,
+) -> AugmentResult:
+    """Generate `mix` from the dataset `config.seeds[0]` and write it out augmented."""
+    if len(config.seeds) != 1:
+        raise ConfigError("augment takes one dataset; merge the files first")
+    source = Path(config.seeds[0])
+    shape = layout(source, config.prompt_column, config.response_column)
+    if shape.kind not in _WRITERS:
+        raise InputError(
+            f"{source}: unknown file type '{source.suffix or '(none)'}'; augment reads and "
+            "writes .jsonl, .json, .csv, .tsv, .parquet and save_to_disk folders"
+        )
+    target = Path(out) if out else default_output(source)
+    if target.resolve() == source.resolve():
+        raise ConfigError(f"-o {target} is the input; write the augmented data to a new file")
+    rows = sum(1 for _ in iter_seeds([source], config.prompt_column, config.response_column))
+    wanted = targets(mix, rows, Prompts(config.prompts))
+    behaviors = tuple(name for name, count in wanted.items() if count > 0)
+    config = replace(
+        config, behaviors=behaviors, quota=tuple((b, wanted[b]) for b in behaviors), limit=None
+    )
+    result = generate(config, **run_options)
+    if result.status != "complete":  # interrupted: the run folder resumes, nothing to write
+        return AugmentResult(target, result, rows, {}, wanted)
+    chosen = pick(Run(result.path).rows(), wanted)
+    ids = _id_maker(shape, chosen)
+    new = [
+        shape.new_row(r["messages"][0]["content"], r["messages"][-1]["content"], i)
+        for r, i in zip(chosen, ids, strict=True)
+    ]
+    try:
+        _WRITERS[shape.kind](shape, new, target, shuffle, config.seed)
+    except OSError as e:
+        raise ConfigError(
+            f"{target}: cannot write it ({e.strerror or e}); free some space or choose another -o"
+        ) from None
+    added = {name: 0 for name in wanted}
+    for row in chosen:
+        added[QUOTA_KEY.get(row["behavior"], row["behavior"])] += 1
+    short = {k: v - added[k] for k, v in wanted.items() if added[k] < v}
+    return AugmentResult(target, result, rows, added, wanted, short)
