@@ -496,6 +496,26 @@ def export(run, format_, out, push_to_hub):
         click.echo(f"  pushed to https://huggingface.co/datasets/{push_to_hub}")
 
 
+@main.command()
+@click.argument("run", type=click.Path(path_type=str))
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=str),
+    help="Where to write the HTML page (default: RUN/report.html).",
+)
+@_errors
+def report(run, out):
+    """Summarize the run folder RUN: a table here and a self-contained report.html."""
+    from rich.console import Console
+
+    from generator.report import summary, write_report
+
+    result = write_report(run, out=out)
+    Console(highlight=False).print(summary(result))
+    click.echo(f"report -> {result.path}")
+
+
 @main.group()
 def templates():
     """See and customize the prompt templates and phrase banks."""

@@ -221,14 +221,16 @@ class RunFolder:
 
     def read_json(self, name: str) -> dict[str, Any] | None:
         """A JSON file an earlier run of this folder wrote (None if there is none)."""
-        try:
-            return json.loads((self.path / name).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as e:
-            raise RunFolderError(
-                f"{self.path / name}: cannot read it ({e}); delete it or pass --overwrite"
-            ) from None
+        return _read_json(self.path / name, "delete it or pass --overwrite")
+
+
+def _read_json(path: Path, fix: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise RunFolderError(f"{path}: cannot read it ({e}); {fix}") from None
 
 
 def iter_rows(path: Path):
@@ -266,16 +268,9 @@ class Run:
         checkpoints = [e for e in entries[1:] if "done" in e]
         self.done = checkpoints[-1]["done"] if checkpoints else 0
         self.sizes = checkpoints[-1]["sizes"] if checkpoints else dict.fromkeys(_DATA_FILES, 0)
-        self.manifest = self._json(MANIFEST) or {}
-        self.reference = self._json(REFERENCE)
-
-    def _json(self, name: str) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.path / name).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as e:
-            raise RunFolderError(f"{self.path / name}: cannot read it ({e})") from None
+        fix = "re-run the run's command to rewrite it"
+        self.manifest = _read_json(self.path / MANIFEST, fix) or {}
+        self.reference = _read_json(self.path / REFERENCE, fix)
 
     @property
     def status(self) -> str:

@@ -280,10 +280,10 @@ class Refusal(Generator):
     template = "refusal/offline.j2"
     bank = "refusal/phrases.toml"
     kinds_bank = "refusal/kinds.toml"
+    reply_model = RefusalReply
 
     def rows_per_seed(self) -> int:
         return 2  # one refusal and its contrast
-    reply_model = RefusalReply
 
     def templates(self) -> list[str]:
         return [self.template, self.bank, EntityRules.BANK]

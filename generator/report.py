@@ -1,0 +1,642 @@
+"""`hedgerow report`: one run folder summarized for the terminal and as a single HTML page.
+
+Rows are streamed and only what the page shows is kept: fit values and lengths, hashed
+n-grams for diversity, opening counts and a few reservoir-sampled rows. Plots are
+matplotlib figures inlined as SVG, so `report.html` opens offline and can be sent around
+as one file.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+import random
+import re
+import shlex
+from array import array
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from generator.errors import RunFolderError
+from generator.run import tally
+from generator.runfolder import CANDIDATES, Run
+
+ORDER = ("hedge", "refusal", "contrast", "near_miss")
+SAMPLES = 3
+TOP_OPENINGS = 3
+_WORD = re.compile(r"\w+(?:['’]\w+)*")
+_CANDIDATE, _SELECTED, _REFERENCE, _CUTOFF = "#a9b3c1", "#2a6fdb", "#222222", "#d62728"
+
+
+def _words(text: str) -> list[str]:
+    """Lowercased word tokens (the unit of lengths, n-grams and openings)."""
+    return _WORD.findall(text.lower())
+
+
+class _Diversity:
+    """Distinct 1-, 2- and 3-grams and opening words of texts added one at a time."""
+
+    def __init__(self, opening_words: int = 2):
+        # 64-bit hashes in flat arrays, deduplicated once at the end: an eighth of the
+        # memory a set of a large run's 3-grams would take.
+        self.grams = [array("q"), array("q"), array("q")]
+        self.opening_words = opening_words
+        self.openings: Counter[str] = Counter()
+
+    def add(self, tokens: list[str]) -> None:
+        for n, grams in enumerate(self.grams, 1):
+            grams.extend(hash(tuple(tokens[i : i + n])) for i in range(len(tokens) - n + 1))
+        if tokens:
+            self.openings[" ".join(tokens[: self.opening_words])] += 1
+
+    def distinct(self, n: int) -> float:
+        import numpy as np
+
+        grams = self.grams[n - 1]
+        return len(np.unique(np.frombuffer(grams, dtype=np.int64))) / len(grams) if grams else 0.0
+
+    def top(self, k: int | None = None) -> list[tuple[str, float]]:
+        texts = sum(self.openings.values())
+        ranked = sorted(self.openings.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        return [(opening, count / texts) for opening, count in ranked]
+
+
+def distinct_n(texts: Iterable[str], n: int) -> float:
+    """Distinct n-grams / all n-grams over the texts' lowercased words (0.0 when none)."""
+    if n not in (1, 2, 3):
+        raise ValueError("n must be 1, 2 or 3")
+    d = _Diversity()
+    for text in texts:
+        d.add(_words(text))
+    return d.distinct(n)
+
+
+def openings(texts: Iterable[str], words: int = 2) -> list[tuple[str, float]]:
+    """The texts' first `words` words, most common first, each with its share of the texts."""
+    d = _Diversity(words)
+    for text in texts:
+        d.add(_words(text))
+    return d.top()
+
+
+@dataclass(frozen=True)
+class BehaviorSummary:
+    name: str
+    candidates: int
+    selected: int
+    dropped: int
+    mean_nll_candidates: float | None
+    mean_nll_selected: float | None
+    distinct: tuple[float, float, float]
+    openings: tuple[tuple[str, float], ...]  # the most common, with their shares
+
+
+@dataclass(frozen=True)
+class Report:
+    path: Path  # the HTML page written
+    run: Path
+    status: str
+    seeds_done: int
+    seeds_total: int | None
+    scored: bool
+    behaviors: tuple[BehaviorSummary, ...]
+    dropped: dict[str, int]
+    skipped: dict[str, int]
+    failed: dict[str, int]
+
+
+class _Behavior:
+    """What the page needs of one behavior, gathered while streaming."""
+
+    def __init__(self, name: str):
+        self.nll_candidates = array("d")
+        self.nll_selected = array("d")
+        self.lengths = array("l")
+        self.diversity = _Diversity()
+        self.samples: list[tuple[int, dict]] = []
+        self.seen = 0
+        self.rng = random.Random(f"report:{name}")  # the same run gives the same page
+
+    def sample(self, index: int, row: dict) -> None:
+        """Reservoir sampling: every selected row is equally likely to be shown."""
+        self.seen += 1
+        if len(self.samples) < SAMPLES:
+            self.samples.append((index, row))
+        elif (j := self.rng.randrange(self.seen)) < SAMPLES:
+            self.samples[j] = (index, row)
+
+
+def _nll(row: dict) -> float | None:
+    fit = row.get("fit")
+    return fit.get("nll") if isinstance(fit, dict) else None
+
+
+def _turn(row: dict, role: str) -> str:
+    texts = [m.get("content") or "" for m in row.get("messages") or [] if m.get("role") == role]
+    return texts[-1] if texts else ""
+
+
+def _brief(row: dict) -> dict:
+    return {
+        "seed_id": row.get("seed_id"),
+        "pair_id": row.get("pair_id"),
+        "prompt": _turn(row, "user"),
+        "response": _turn(row, "assistant"),
+        "attributes": row.get("attributes") or {},
+        "nll": _nll(row),
+    }
+
+
+def _order(names: Iterable[str]) -> list[str]:
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(set(names), key=lambda b: (rank.get(b, len(ORDER)), b))
+
+
+def _collect(run: Run) -> dict[str, Any]:
+    per: dict[str, _Behavior] = {}
+
+    def behavior(name: str) -> _Behavior:
+        return per.setdefault(name, _Behavior(name))
+
+    def candidates():
+        for row in run.rows(CANDIDATES):
+            if row.get("status") not in ("skipped", "failed") and (nll := _nll(row)) is not None:
+                behavior(row["behavior"]).nll_candidates.append(nll)
+            yield row
+
+    counts = tally(candidates())
+    hedges: Counter[tuple[float, str]] = Counter()
+    refusals: Counter[str] = Counter()
+    for index, row in enumerate(run.rows()):
+        b, attrs = behavior(row["behavior"]), row.get("attributes") or {}
+        if (nll := _nll(row)) is not None:
+            b.nll_selected.append(nll)
+        tokens = _words(_turn(row, "assistant"))
+        b.lengths.append(len(tokens))
+        b.diversity.add(tokens)
+        if row["behavior"] != "contrast":  # contrasts are shown beside their refusal
+            b.sample(index, _brief(row))
+        if row["behavior"] == "hedge":
+            hedges[(attrs.get("confidence") or 0.0, str(attrs.get("level", "?")))] += 1
+        elif row["behavior"] == "refusal":
+            kind = str(attrs.get("kind", "?"))
+            refusals[f"{kind} ({attrs['entity_kind']})" if attrs.get("entity_kind") else kind] += 1
+    sampled = per["refusal"].samples if "refusal" in per else []
+    partners = {s["pair_id"] for _, s in sampled if s["pair_id"]}
+    contrasts = {}
+    if partners:  # a second pass over the selected rows, only for the few sampled pairs
+        for row in run.rows():
+            if row["behavior"] == "contrast" and row.get("pair_id") in partners:
+                contrasts.setdefault(row["pair_id"], _brief(row))
+    return {
+        "counts": counts,
+        "per": per,
+        "hedges": hedges,
+        "refusals": refusals,
+        "contrasts": contrasts,
+        "reference": list((run.reference or {}).get("nll") or []),
+        "cutoff": (run.manifest.get("scorer") or {}).get("cutoff_nll"),
+        "scorer": (run.manifest.get("config") or {}).get("scorer"),
+    }
+
+
+def _mean(values: array) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _summaries(data: dict[str, Any]) -> tuple[BehaviorSummary, ...]:
+    counts, per = data["counts"], data["per"]
+    names = _order([*counts["candidates"], *per])
+    out = []
+    for name in names:
+        b = per.get(name) or _Behavior(name)
+        cands, sel = counts["candidates"].get(name, 0), counts["selected"].get(name, 0)
+        out.append(
+            BehaviorSummary(
+                name=name,
+                candidates=cands,
+                selected=sel,
+                dropped=cands - sel,
+                mean_nll_candidates=_mean(b.nll_candidates),
+                mean_nll_selected=_mean(b.nll_selected),
+                distinct=(
+                    b.diversity.distinct(1),
+                    b.diversity.distinct(2),
+                    b.diversity.distinct(3),
+                ),
+                openings=tuple(b.diversity.top(TOP_OPENINGS)),
+            )
+        )
+    return tuple(out)
+
+
+def write_report(path: Path | str, out: Path | str | None = None) -> Report:
+    """Read the run folder at `path` and write its report page (default: inside it)."""
+    run = Run(path)
+    data = _collect(run)
+    behaviors = _summaries(data)
+    seeds = run.manifest.get("seeds") or {}
+    report = Report(
+        path=_target(run.path, out),
+        run=run.path,
+        status=run.status,
+        seeds_done=seeds.get("done", run.done),
+        seeds_total=seeds.get("total"),
+        scored=any(b.nll_candidates or b.nll_selected for b in data["per"].values()),
+        behaviors=behaviors,
+        dropped=dict(data["counts"]["dropped"].most_common()),
+        skipped=dict(data["counts"]["skipped"].most_common()),
+        failed=dict(data["counts"]["failed"].most_common()),
+    )
+    page = _page(run, report, data, _plots(report, data))
+    tmp = report.path.with_name(report.path.name + ".tmp")
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        os.replace(tmp, report.path)
+    except OSError as e:
+        raise RunFolderError(
+            f"{report.path}: cannot write the report ({e.strerror or e}); choose another -o path"
+        ) from None
+    return report
+
+
+def _target(run: Path, out: Path | str | None) -> Path:
+    if out is None:
+        return run / "report.html"
+    out = Path(out)
+    return out / "report.html" if out.is_dir() else out
+
+
+def summary(report: Report):
+    """The terminal summary: a rich table per behavior and a line of drop reasons."""
+    from rich.box import SIMPLE_HEAD
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    def nll(value: float | None) -> str:
+        return "—" if value is None else f"{value:.2f}"
+
+    # Two-line headers and no vertical rules: the table fits an 80-column terminal.
+    table = Table(
+        title=f"{report.run} ({report.status})",
+        title_justify="left",
+        box=SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    table.add_column("behavior", no_wrap=True)
+    for header in ("candidates", "selected", "dropped", "NLL\ncand.", "NLL\nsel.", "distinct-2"):
+        table.add_column(header, justify="right")
+    table.add_column("top\nopening", justify="right")
+    for b in report.behaviors:
+        table.add_row(
+            b.name,
+            str(b.candidates),
+            str(b.selected),
+            str(b.dropped),
+            nll(b.mean_nll_candidates),
+            nll(b.mean_nll_selected),
+            f"{b.distinct[1]:.2f}",
+            f"{b.openings[0][1]:.0%}" if b.openings else "—",
+        )
+    lines = [Text(f"dropped: {_listed(report.dropped) or 'none'}")]
+    if report.skipped:
+        lines.append(Text(f"seeds skipped: {_listed(report.skipped)}"))
+    if report.failed:
+        lines.append(Text(f"failed: {_listed(report.failed)}"))
+    return Group(table, *lines)
+
+
+# --- plots -------------------------------------------------------------------------------
+
+
+def _figure(rows: float = 1.0, width: float = 6.4, height: float = 2.8):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height * rows), layout="constrained")
+
+
+def _svg(fig, name: str) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None})
+    text = buf.getvalue()
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text[text.index("<svg") :], flags=re.S)
+    # Six SVGs share one page: prefix their ids so no two elements anywhere share one.
+    text = re.sub(r'\bid="([^"]+)"', rf'id="{name}-\1"', text)
+    text = re.sub(r"url\(#([^)]+)\)", rf"url(#{name}-\1)", text)
+    return re.sub(r'href="#([^"]+)"', rf'href="#{name}-\1"', text)
+
+
+def _barh(ax, labels: list[str], values: list[int], color: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    bars = ax.barh(labels[::-1], values[::-1], color=color)
+    ax.bar_label(bars, padding=3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.margins(x=0.12)
+    ax.set_xlabel("rows")
+
+
+def _plots(report: Report, data: dict[str, Any]) -> dict[str, tuple[str | None, str]]:
+    """Each plot's inline SVG (None when it has no data) and its caption or note."""
+    import matplotlib
+
+    plots = {}
+    style = {
+        "svg.fonttype": "none",  # text stays text: small files, selectable labels
+        "font.size": 10,
+        "font.family": "sans-serif",
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "legend.frameon": False,
+    }
+    with matplotlib.rc_context(style):
+        for name, draw in PLOTS.items():
+            # A fixed salt per plot: the same run gives the same page, with unique ids.
+            with matplotlib.rc_context({"svg.hashsalt": f"hedgerow-{name}"}):
+                plots[name] = draw(report, data)
+    return plots
+
+
+def _plot_rows(report, data):
+    shown = [b for b in report.behaviors if b.candidates]
+    if not shown:
+        return None, "No candidates yet."
+    import numpy as np
+
+    fig = _figure()
+    ax = fig.subplots()
+    x = np.arange(len(shown))
+    for offset, label, color, values in (
+        (-0.2, "candidates", _CANDIDATE, [b.candidates for b in shown]),
+        (0.2, "selected", _SELECTED, [b.selected for b in shown]),
+    ):
+        ax.bar_label(ax.bar(x + offset, values, 0.4, label=label, color=color), padding=2)
+    ax.set_xticks(x, [b.name for b in shown])
+    ax.set_ylabel("rows")
+    ax.margins(y=0.15)
+    ax.legend()
+    return _svg(fig, "rows"), "Rows per behavior: every candidate, and the ones selected."
+
+
+def _plot_drops(report, data):
+    if not report.dropped:
+        return None, "No candidate was dropped."
+    fig = _figure(height=0.8 + 0.3 * len(report.dropped))
+    _barh(fig.subplots(), list(report.dropped), list(report.dropped.values()), _CANDIDATE)
+    return _svg(fig, "drops"), "Why candidates were dropped."
+
+
+def _plot_fit(report, data):
+    if not report.scored:
+        unscored = data["scorer"] == "none"
+        return None, "No fit (NLL) plots: this run has no fit scores" + (
+            " (it was run with --scorer none)." if unscored else " yet."
+        )
+    import numpy as np
+
+    per, reference, cutoff = data["per"], data["reference"], data["cutoff"]
+    shown = [n for n in _order(per) if per[n].nll_candidates or per[n].nll_selected]
+    values = [v for n in shown for v in per[n].nll_candidates + per[n].nll_selected]
+    values += reference + ([cutoff] if cutoff is not None else [])
+    lo, hi = min(values), max(values)
+    # Enough bins to show a shape, few enough that a small run is not all spikes.
+    most = max(len(per[n].nll_candidates) for n in shown)
+    bins = np.linspace(lo, hi if hi > lo else lo + 1, min(40, max(10, int(2 * most**0.5))) + 1)
+    cols = min(len(shown), 4)
+    # The page gives this plot a whole row: a fixed width keeps its text the others' size.
+    fig = _figure(rows=-(-len(shown) // cols), width=12, height=2.6)
+    axes = fig.subplots(-(-len(shown) // cols), cols, sharex=True, squeeze=False).ravel()
+    for ax, name in zip(axes, shown, strict=False):
+        b = per[name]
+        for vals, label, kw in (
+            (b.nll_candidates, "candidates", {"color": _CANDIDATE}),
+            (b.nll_selected, "selected", {"color": _SELECTED, "alpha": 0.75}),
+            (reference, "seeds' own responses", {"color": _REFERENCE, "histtype": "step"}),
+        ):
+            if vals:
+                ax.hist(vals, bins=bins, density=True, label=label, **kw)
+        if cutoff is not None:
+            ax.axvline(cutoff, color=_CUTOFF, linestyle="--", label="cutoff")
+        n, m = len(b.nll_candidates), len(b.nll_selected)
+        ax.set_title(f"{name}\n{n} candidates, {m} selected", fontsize=10)
+    for ax in axes[len(shown) :]:
+        ax.set_visible(False)
+    for ax in axes[-cols:]:
+        ax.set_xlabel("NLL (nats/token)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncols=len(labels))
+    fig.supylabel("density")
+    return _svg(fig, "fit"), (
+        "Fit under the base model (NLL, nats/token; lower is more natural), each histogram "
+        "scaled to area 1 so shapes compare; the seeds' own responses are the reference"
+        + (f" and the dashed line the cutoff ({cutoff:.2f})." if cutoff is not None else ".")
+    )
+
+
+def _plot_hedge(report, data):
+    hedges = data["hedges"]
+    if not hedges:
+        return None, "No hedges selected."
+    from matplotlib.ticker import MaxNLocator
+
+    keys = sorted(hedges, reverse=True)
+    fig = _figure(height=2.4)
+    ax = fig.subplots()
+    labels = [f"{level}\n{conf:.0%}" for conf, level in keys]
+    bars = ax.bar(labels, [hedges[k] for k in keys], 0.6, color=_SELECTED)
+    ax.bar_label(bars, padding=2)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.margins(y=0.15)
+    ax.set_ylabel("selected hedges")
+    return _svg(fig, "hedge"), "Selected hedges per confidence level."
+
+
+def _plot_refusal(report, data):
+    refusals = data["refusals"]
+    if not refusals:
+        return None, "No refusals selected."
+    ranked = refusals.most_common()
+    fig = _figure(height=0.8 + 0.3 * len(ranked))
+    _barh(fig.subplots(), [k for k, _ in ranked], [v for _, v in ranked], _SELECTED)
+    return _svg(fig, "refusal"), "Selected refusals per kind (and kind of made-up entity)."
+
+
+def _plot_lengths(report, data):
+    per = data["per"]
+    shown = [n for n in _order(per) if per[n].lengths]
+    if not shown:
+        return None, "No rows selected yet."
+    fig = _figure(height=0.9 + 0.45 * len(shown))
+    ax = fig.subplots()
+    ax.boxplot(
+        [per[n].lengths for n in shown[::-1]],
+        orientation="horizontal",
+        tick_labels=[f"{n} ({len(per[n].lengths)})" for n in shown[::-1]],
+        patch_artist=True,
+        boxprops={"facecolor": "#dbe6fa"},
+        medianprops={"color": _SELECTED, "linewidth": 2},
+        flierprops={"markersize": 3},
+    )
+    ax.set_xlabel("words per selected response")
+    return _svg(fig, "lengths"), "Length of the selected responses, in words."
+
+
+# Each plot's figure id is plot-NAME; drawn in this order.
+PLOTS = {
+    "rows": _plot_rows,
+    "drops": _plot_drops,
+    "fit": _plot_fit,
+    "hedge": _plot_hedge,
+    "refusal": _plot_refusal,
+    "lengths": _plot_lengths,
+}
+
+
+# --- page ----------------------------------------------------------------------------------
+
+_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:1em 2em;
+color:#1d2330}
+h1{font-size:1.4em;margin:.2em 0}h2{font-size:1.15em;margin:1.6em 0 .5em}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.15em 1em;margin:0}
+dt{color:#5b6475}dd{margin:0}code{font-size:.92em}
+table{border-collapse:collapse;margin:.4em 0}td,th{padding:.25em .7em;text-align:right;
+border-bottom:1px solid #e3e6eb}td:first-child,th:first-child,.text{text-align:left}
+td.text{min-width:18em}
+.plots{display:grid;align-items:start;gap:1.2em;
+grid-template-columns:repeat(auto-fit,minmax(480px,1fr))}
+figure.plot{margin:0;border:1px solid #e3e6eb;border-radius:6px;padding:.6em}
+figure.plot svg{width:100%;height:auto}#plot-fit{grid-column:1/-1}
+figcaption{color:#5b6475;font-size:.9em}
+p.note{color:#5b6475;font-style:italic}
+.sample{border-left:3px solid #2a6fdb;margin:.8em 0;padding:.2em .8em}
+.sample .meta{color:#5b6475;font-size:.85em}.partner{border-left-color:#a9b3c1}
+.turn{white-space:pre-wrap;margin:.2em 0}.role{font-weight:600;color:#5b6475}
+mark.slip{background:#ffd6d6}mark.recovery{background:#d9f2dc}
+"""
+
+
+def _listed(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _page(run: Run, report: Report, data: dict[str, Any], plots: dict) -> str:
+    m = run.manifest
+    command = shlex.join(str(c) for c in m["command"]) if m.get("command") else "unknown"
+    scorer = m.get("scorer") or {}
+    total = report.seeds_total if report.seeds_total is not None else "?"
+    facts = [
+        ("run", f"<code>{_e(report.run)}</code>"),
+        ("status", _e(report.status)),
+        ("seeds", f"{report.seeds_done} of {total} done"),
+        ("command", f"<code>{_e(command)}</code>"),
+        ("scorer", _e(scorer.get("model") or scorer.get("scorer") or "none")),
+    ]
+    if report.skipped:
+        facts.append(("seeds skipped", _e(_listed(report.skipped))))
+    if report.failed:
+        facts.append(("failed", _e(_listed(report.failed))))
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>hedgerow report: {_e(report.run.name)}</title><style>{_CSS}</style></head>",
+        f"<body><header><h1>hedgerow report: {_e(report.run.name)}</h1><dl>",
+        *(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts),
+        "</dl></header>",
+        '<h2>Rows and diversity</h2><table id="summary"><thead><tr><th>behavior</th>'
+        "<th>candidates</th><th>selected</th><th>dropped</th><th>mean NLL cand.</th>"
+        "<th>mean NLL sel.</th><th>distinct-1</th><th>distinct-2</th><th>distinct-3</th>"
+        '<th>top opening share</th><th class="text">top openings</th></tr></thead><tbody>',
+    ]
+    for b in report.behaviors:
+        nll = [
+            "—" if v is None else f"{v:.3f}" for v in (b.mean_nll_candidates, b.mean_nll_selected)
+        ]
+        tops = ", ".join(f"“{_e(o)}” {s:.0%}" for o, s in b.openings) or "—"
+        parts.append(
+            f'<tr id="summary-{_e(b.name)}"><td>{_e(b.name)}</td><td>{b.candidates}</td>'
+            f"<td>{b.selected}</td><td>{b.dropped}</td><td>{nll[0]}</td><td>{nll[1]}</td>"
+            + "".join(f"<td>{d:.3f}</td>" for d in b.distinct)
+            + (f"<td>{b.openings[0][1]:.0%}</td>" if b.openings else "<td>—</td>")
+        )
+        parts.append(f'<td class="text">{tops}</td></tr>')
+    parts.append(
+        '</tbody></table><p class="note">distinct-n: distinct n-grams / all n-grams over '
+        "the selected responses (lowercased words); openings: their first two words.</p>"
+    )
+    parts.append('<h2>Plots</h2><div class="plots">')
+    for name, (svg, caption) in plots.items():
+        if svg is None:
+            parts.append(f'<p class="note" id="no-plot-{name}">{_e(caption)}</p>')
+        else:
+            parts.append(
+                f'<figure id="plot-{name}" class="plot">{svg}'
+                f"<figcaption>{_e(caption)}</figcaption></figure>"
+            )
+    parts.append("</div><h2>Samples</h2>")
+    per = data["per"]
+    for name in _order(per):
+        if not per[name].samples:
+            continue
+        parts.append(f"<h3>{_e(name)}</h3>")
+        for _, s in sorted(per[name].samples, key=lambda pair: pair[0]):
+            parts.append(_sample(name, s))
+            if (partner := data["contrasts"].get(s["pair_id"])) is not None:
+                parts.append(_sample("contrast", partner, "partner"))
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _sample(behavior: str, s: dict, extra: str = "") -> str:
+    a = s["attributes"]
+    meta = [f"seed {s['seed_id']}"]
+    if behavior == "hedge":
+        meta.append(f"level {a.get('level')} ({a.get('confidence')})")
+    elif behavior == "refusal":
+        meta.append(
+            f"{a.get('kind')}: {a.get('entity')}" if a.get("entity") else str(a.get("kind"))
+        )
+    elif behavior == "near_miss":
+        slip = a.get("slip") or {}
+        meta.append(f"slip {slip.get('kind')}: {slip.get('wrong')} → {slip.get('right')}")
+    elif behavior == "contrast":
+        meta.append("contrast partner of the refusal above")
+    if s["nll"] is not None:
+        meta.append(f"NLL {s['nll']:.3f}")
+    response = _marked(s["response"], a) if behavior == "near_miss" else _e(s["response"])
+    return (
+        f'<div class="sample {extra}"><div class="meta">{_e(" · ".join(meta))}</div>'
+        f'<div class="turn"><span class="role">user</span> {_e(s["prompt"])}</div>'
+        f'<div class="turn"><span class="role">assistant</span> {response}</div></div>'
+    )
+
+
+def _marked(text: str, attributes: dict) -> str:
+    """The response with its slip and its recovery highlighted (when the spans are sound)."""
+    spans = []
+    for cls in ("slip", "recovery"):
+        span = attributes.get(cls) or {}
+        start, end = span.get("start"), span.get("end")
+        if isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text):
+            spans.append((start, end, cls))
+    out, at = [], 0
+    for start, end, cls in sorted(spans):
+        if start < at:
+            continue  # overlapping spans: keep the first
+        out += [_e(text[at:start]), f'<mark class="{cls}">{_e(text[start:end])}</mark>']
+        at = end
+    return "".join(out) + _e(text[at:])
+
+
+__all__ = ["Report", "BehaviorSummary", "distinct_n", "openings", "summary", "write_report"]
