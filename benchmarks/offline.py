@@ -6,11 +6,21 @@ Measures, each time by running the real CLI in a fresh subprocess:
    absent): best and median wall seconds over a few runs, seeds/s from wall time, and
    seeds/s from the run's manifest.json (which excludes interpreter start-up);
 2. peak RSS of the child on 1,000 vs --big (default 100,000) synthetic seeds, and the
-   big/small ratio: seeds are streamed, so the ratio should stay close to 1.0.
+   big/small ratio: seeds are streamed, so the ratio should stay close to 1.0;
+3. the cost of near-duplicate removal: every case above is run with
+   `--near-duplicates T` (default 0.85, the CLI's default) and with `--near-duplicates 0`
+   (off), the two alternated, and on/off ratios of throughput and peak RSS are printed,
+   with the rows kept (lines of dataset.jsonl), the rows the filter dropped (manifest
+   counts), and the RSS growth per 10k kept rows between the small and big synthetic runs.
+   --no-compare runs the chosen setting only.
 
-Figures are printed, not asserted. Run from anywhere:
+Every run passes `--scorer none`: the figures are about generation and selection, not fit
+scoring (benchmarks/scoring.py measures that). Other processes on the machine change
+absolute rates, so the 1-minute load average is printed beside each case (before -> after
+its runs); the on/off ratios are measured side by side to stay comparable. Figures are
+printed, not asserted. Run from anywhere:
 
-    python benchmarks/offline.py [--big N] [--repeats R]
+    python benchmarks/offline.py [--big N] [--repeats R] [--near-duplicates T] [--no-compare]
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ NAMES = ["Odile", "Bram", "Tamsin", "Ifeoma", "Ruslan", "Perpetua", "Kenji", "Ma
 ITEMS = ["marbles", "stickers", "apples", "pencils", "seashells", "cupcakes", "postcards"]
 SYLLABLES = ["xor", "vel", "quin", "dra", "mol", "zan", "thur", "ebb", "kry", "lun", "osk"]
 SUFFIXES = ["ania", "istan", "mark", "ovia", "land", "heim", "ora"]
+DUP_REASONS = ("near_duplicate", "pair_partner_near_duplicate")
 
 
 def synthetic_seed(i: int) -> dict[str, str]:
@@ -92,12 +103,15 @@ def write_seeds(path: Path, n: int) -> None:
             f.write(json.dumps(synthetic_seed(i)) + "\n")
 
 
-def run_once(seeds: Path, workdir: Path) -> dict:
-    """Run `generator generate` in a fresh process; wall time, peak RSS, manifest rate."""
+def run_once(seeds: Path, workdir: Path, near_duplicates: float) -> dict:
+    """Run `generator generate` in a fresh process; wall time, peak RSS, manifest rate,
+    rows kept and rows dropped as near-duplicates."""
     out = workdir / "out"
     # HEDGEROW_* settings in the caller's shell would change what is measured.
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEDGEROW_")}
     cmd = [sys.executable, "-m", "generator", "generate", str(seeds), "-o", str(out), "--overwrite"]
+    # No fit scoring: the default scorer would run a 270M model on every candidate.
+    cmd += ["--scorer", "none", "--near-duplicates", f"{near_duplicates:g}"]
     # Output goes to a file, not a pipe: a full pipe would block the child while we wait4.
     with (workdir / "log.txt").open("w+b") as log:
         start = time.perf_counter()
@@ -112,32 +126,71 @@ def run_once(seeds: Path, workdir: Path) -> dict:
     result["error"] = tail[0] if proc.returncode and tail else ""
     manifest = out / "manifest.json"
     if manifest.exists():
-        result["manifest_rate"] = json.loads(manifest.read_text())["timings"]["seeds_per_second"]
+        data = json.loads(manifest.read_text())
+        result["manifest_rate"] = data["timings"]["seeds_per_second"]
+        result["selected"] = data["counts"]["selected"]
+        dropped = data["counts"]["dropped"]
+        result["dup_dropped"] = {reason: dropped.get(reason, 0) for reason in DUP_REASONS}
+    dataset = out / "dataset.jsonl"
+    if dataset.exists():
+        with dataset.open("rb") as f:
+            result["rows"] = sum(1 for line in f if line.strip())
     return result
 
 
-def measure(label: str, seeds: Path, count: int, repeats: int, workdir: Path) -> list[str]:
-    runs = [run_once(seeds, workdir) for _ in range(repeats)]
+def summarize(label: str, count: int, setting: float, runs: list[dict], load: str) -> dict:
+    """One table row (as strings under "cells") plus the numbers the ratios need."""
     failed = [r for r in runs if r["rc"]]
     if failed:
-        return [label, f"{count:,}", f"FAILED rc={failed[0]['rc']}: {failed[0]['error']}"]
+        message = f"FAILED rc={failed[0]['rc']}: {failed[0]['error']}"
+        return {"label": label, "setting": setting, "cells": [label, f"{count:,}", message]}
     secs = [r["seconds"] for r in runs]
     best, median = min(secs), statistics.median(secs)
     manifest = max(r.get("manifest_rate", float("nan")) for r in runs)
     peak = max(r["rss_mib"] for r in runs)
-    return [
-        label,
-        f"{count:,}",
-        f"{best:.2f}",
-        f"{median:.2f}",
-        f"{count / best:,.0f}",
-        f"{manifest:,.0f}",
-        f"{peak:.1f}",
-    ]
+    last = runs[-1]  # generation is deterministic: every run keeps and drops the same rows
+    rows, dups = last.get("rows", 0), last.get("dup_dropped", {})
+    return {
+        "label": label,
+        "setting": setting,
+        "count": count,
+        "best": best,
+        "manifest": manifest,
+        "peak": peak,
+        "rows": rows,
+        "dups": dups,
+        "selected": last.get("selected", {}),
+        "cells": [
+            label,
+            f"{count:,}",
+            f"{best:.2f}",
+            f"{median:.2f}",
+            f"{count / best:,.0f}",
+            f"{manifest:,.0f}",
+            f"{peak:.1f}",
+            f"{setting:g}",
+            f"{rows:,}",
+            " + ".join(f"{dups.get(reason, 0):,}" for reason in DUP_REASONS),
+            load,
+        ],
+    }
 
 
-def print_table(rows: list[list[str]]) -> None:
-    header = ["case", "seeds", "best s", "median s", "seeds/s wall", "seeds/s manifest", "RSS MiB"]
+def measure(
+    label: str, seeds: Path, count: int, repeats: int, workdir: Path, settings: list[float]
+) -> list[dict]:
+    """Run each --near-duplicates setting `repeats` times, alternating the settings so that
+    a change in the machine's load falls on both alike; one summary per setting."""
+    runs: dict[float, list[dict]] = {s: [] for s in settings}
+    before = os.getloadavg()[0]
+    for _ in range(repeats):
+        for setting in settings:
+            runs[setting].append(run_once(seeds, workdir, setting))
+    load = f"{before:.2f}->{os.getloadavg()[0]:.2f}"
+    return [summarize(label, count, s, runs[s], load) for s in settings]
+
+
+def print_table(rows: list[list[str]], header: list[str]) -> None:
     full = [header, *(r for r in rows if len(r) == len(header))]
     widths = [max(len(r[i]) for r in full) for i in range(len(header))]
     for row in [header, *rows]:
@@ -150,15 +203,86 @@ def print_table(rows: list[list[str]]) -> None:
         print("  ".join(cells))
 
 
+HEADER = [
+    "case",
+    "seeds",
+    "best s",
+    "median s",
+    "seeds/s wall",
+    "seeds/s manifest",
+    "RSS MiB",
+    "near-dup",
+    "rows kept",
+    "dropped dup + partner",
+    "load 1m",
+]
+RATIO_HEADER = [
+    "case",
+    "seeds",
+    "seeds/s wall on/off",
+    "seeds/s manifest on/off",
+    "RSS on/off",
+    "rows off -> on",
+    "dropped by behavior",
+]
+
+
+def ratio_row(on: dict, off: dict) -> list[str]:
+    lost = {
+        behavior: n - on["selected"].get(behavior, 0)
+        for behavior, n in sorted(off["selected"].items())
+        if n != on["selected"].get(behavior, 0)
+    }
+    return [
+        on["label"],
+        f"{on['count']:,}",
+        f"{off['best'] / on['best']:.2f}",  # rate on/off = seconds off/on
+        f"{on['manifest'] / off['manifest']:.2f}",
+        f"{on['peak'] / off['peak']:.2f}",
+        f"{off['rows']:,} -> {on['rows']:,}",
+        ", ".join(f"{b} {n:,}" for b, n in lost.items()) or "none",
+    ]
+
+
+def growth_note(small: dict, big: dict) -> str:
+    """Peak RSS growth per 10k kept rows between the small and big synthetic runs."""
+    extra_rows = big["rows"] - small["rows"]
+    extra_mib = big["peak"] - small["peak"]
+    per_10k = extra_mib / extra_rows * 10_000 if extra_rows else float("nan")
+    return (
+        f"near-dup {big['setting']:g}: peak RSS {small['peak']:.1f} -> {big['peak']:.1f} MiB "
+        f"for {small['rows']:,} -> {big['rows']:,} kept rows: {per_10k:.2f} MiB per 10k rows "
+        f"({extra_mib * 1024 * 1024 / extra_rows if extra_rows else float('nan'):,.0f} B/row)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--big", type=int, default=100_000, help="big synthetic seed count")
     parser.add_argument("--repeats", type=int, default=3, help="runs per 300-seed sample")
+    parser.add_argument(
+        "--near-duplicates",
+        type=float,
+        default=0.85,
+        metavar="T",
+        help="threshold for the dedup-on runs, compared with 0 (off); default 0.85",
+    )
+    parser.add_argument(
+        "--no-compare", action="store_true", help="run --near-duplicates T only, not also 0"
+    )
     args = parser.parse_args()
     small = 1_000
+    settings = [args.near_duplicates]
+    if not args.no_compare and args.near_duplicates != 0:
+        settings.append(0.0)
 
     print(f"hedgerow offline benchmark: {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    rows: list[list[str]] = []
+    print(
+        "generate --scorer none, --near-duplicates "
+        + " vs ".join(f"{s:g}" for s in settings)
+        + f"; load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    results: list[dict] = []
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="hedgerow-bench-") as tmp:
         work = Path(tmp)
@@ -170,20 +294,39 @@ def main() -> None:
                 notes.append(f"skipped {name}: not found in {DATA}")
                 continue
             count = sum(1 for line in path.open(encoding="utf-8") if line.strip())
-            rows.append(measure(name.removesuffix(".jsonl"), path, count, args.repeats, work))
+            label = name.removesuffix(".jsonl")
+            results += measure(label, path, count, args.repeats, work, settings)
 
         # One run each: peak RSS is the figure here, and a big run takes minutes.
         for count in (small, args.big):
             path = work / f"synthetic_{count}.jsonl"
             write_seeds(path, count)
-            rows.append(measure(f"synthetic_{count}", path, count, 1, work))
+            results += measure(f"synthetic_{count}", path, count, 1, work, settings)
             path.unlink()  # keep only one big seed file on disk at a time
 
-    print_table(rows)
-    peaks = [r[-1] for r in rows[-2:] if len(r) == 7]
-    if len(peaks) == 2:
-        ratio = float(peaks[1]) / float(peaks[0])
-        notes.append(f"peak RSS {args.big:,} / {small:,} seeds: {ratio:.2f}x (flat = 1.0)")
+    print_table([r["cells"] for r in results], HEADER)
+    print(f"(dropped: rows dropped as {' + '.join(DUP_REASONS)}, from manifest counts)")
+    ok = {(r["label"], r["setting"]): r for r in results if "peak" in r}
+    for setting in settings:
+        lo, hi = ok.get((f"synthetic_{small}", setting)), ok.get((f"synthetic_{args.big}", setting))
+        if lo and hi:
+            ratio = hi["peak"] / lo["peak"]
+            notes.append(
+                f"near-dup {setting:g}: peak RSS {args.big:,} / {small:,} seeds: "
+                f"{ratio:.2f}x (flat = 1.0)"
+            )
+            notes.append(growth_note(lo, hi))
+    if len(settings) == 2:
+        on, off = settings
+        pairs = [
+            (r, ok[(label, off)])
+            for (label, setting), r in ok.items()
+            if setting == on and (label, off) in ok
+        ]
+        if pairs:
+            print()
+            print(f"near-duplicate removal: --near-duplicates {on:g} (on) / 0 (off)")
+            print_table([ratio_row(r, s) for r, s in pairs], RATIO_HEADER)
     for note in notes:
         print(note)
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from generator import generators
 from generator.errors import ConfigError, InputError
-from generator.io import Shape, detect_shape, iter_seeds, records
+from generator.io import OnError, Shape, detect_shape, iter_seeds, records
 from generator.run import QUOTA_KEY, RunConfig, RunResult, generate
 from generator.runfolder import Run
 from generator.templates import Prompts
@@ -132,7 +132,9 @@ class Layout:
         ]
 
 
-def layout(path: Path, prompt_column: str | None, response_column: str | None) -> Layout:
+def layout(
+    path: Path, prompt_column: str | None, response_column: str | None, on_error: OnError = None
+) -> Layout:
     if path.is_dir():
         kind = "disk"
     else:
@@ -142,7 +144,7 @@ def layout(path: Path, prompt_column: str | None, response_column: str | None) -
         )
         if kind == "json" and _is_jsonl(path):
             kind = "jsonl"
-    for where, row in records(path):
+    for where, row in records(path, on_error):
         shape = detect_shape(row.keys(), str(path), prompt_column, response_column)
         if shape.name not in ("messages", "conversations") and not shape.response:
             raise InputError(
@@ -191,7 +193,7 @@ def _id_maker(layout: Layout, chosen: list[dict]) -> list[Any]:
     """New rows' ids: continue an integer id column, else the example ids."""
     if layout.shape.id and isinstance(layout.first.get(layout.shape.id), int):
         top = max(
-            (r.get(layout.shape.id) for _, r in records(layout.path)),
+            (r.get(layout.shape.id) for _, r in records(layout.path, lambda error: None)),
             key=lambda v: v if isinstance(v, int) else -1,
         )
         top = top if isinstance(top, int) else 0
@@ -352,7 +354,8 @@ def augment(
     if len(config.seeds) != 1:
         raise ConfigError("augment takes one dataset; merge the files first")
     source = Path(config.seeds[0])
-    shape = layout(source, config.prompt_column, config.response_column)
+    skip = (lambda error: None) if config.on_error == "skip" else None  # the run lists them
+    shape = layout(source, config.prompt_column, config.response_column, skip)
     if shape.kind not in _WRITERS:
         raise InputError(
             f"{source}: unknown file type '{source.suffix or '(none)'}'; augment reads and "
@@ -361,7 +364,9 @@ def augment(
     target = Path(out) if out else default_output(source)
     if target.resolve() == source.resolve():
         raise ConfigError(f"-o {target} is the input; write the augmented data to a new file")
-    rows = sum(1 for _ in iter_seeds([source], config.prompt_column, config.response_column))
+    rows = sum(
+        1 for _ in iter_seeds([source], config.prompt_column, config.response_column, None, skip)
+    )
     wanted = targets(mix, rows, Prompts(config.prompts))
     behaviors = tuple(name for name, count in wanted.items() if count > 0)
     config = replace(

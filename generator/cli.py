@@ -211,6 +211,14 @@ _RUN_OPTIONS = [
     ),
     _option("--prompt-column", help="Column holding the prompt (default: auto-detected)."),
     _option("--response-column", help="Column holding the reference answer (default: auto)."),
+    _option(
+        "--on-error",
+        type=click.Choice(["fail", "skip"]),
+        default="fail",
+        show_default=True,
+        help="A bad input row: stop with its file and line (fail), or skip it and list it "
+        "in the manifest (skip).",
+    ),
     _option("--overwrite", is_flag=True, help="Start the run folder over instead of resuming."),
 ]
 
@@ -367,6 +375,9 @@ def _print_summary(result) -> None:
     if counts.get("failed"):
         reasons = ", ".join(f"{k} {v}" for k, v in counts["failed"].items())
         click.echo(f"  failed (see candidates.jsonl): {reasons}")
+    skipped_rows = (result.manifest.get("input_errors") or {}).get("skipped_rows")
+    if skipped_rows:
+        click.echo(f"  input rows skipped (--on-error skip; see manifest.json): {skipped_rows}")
     r = result.requests
     if r is not None:
         click.echo(

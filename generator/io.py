@@ -19,6 +19,10 @@ from generator.errors import InputError
 from generator.values import Seed
 
 Record = tuple[str, dict[str, Any]]  # (location for messages, the row)
+# What to do with a row-level error: None raises it; a callback is told and the row skipped
+# (`--on-error skip`). Errors about a whole file (missing, unknown type, unreadable JSON
+# list syntax, no rows) always raise.
+OnError = Callable[[InputError], None] | None
 
 # Column names are compared after folding case, spaces, dashes and underscores.
 PROMPT_COLUMNS = ("prompt", "question", "instruction", "query", "problem", "input")
@@ -35,6 +39,12 @@ ID_COLUMNS = ("id", "seedid", "uid")
 _CHUNK = 1 << 20
 
 
+def _bad(on_error: OnError, error: InputError) -> None:
+    if on_error is None:
+        raise error
+    on_error(error)
+
+
 def _fold(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
@@ -42,7 +52,7 @@ def _fold(name: str) -> str:
 # --------------------------------------------------------------------------- readers
 
 
-def _jsonl_records(path: Path) -> Iterator[Record]:
+def _jsonl_records(path: Path, on_error: OnError = None) -> Iterator[Record]:
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             if lineno == 1:
@@ -50,19 +60,31 @@ def _jsonl_records(path: Path) -> Iterator[Record]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise InputError(
-                    f"{path}:{lineno}: not UTF-8 text (byte {e.start}); re-save the file as UTF-8"
-                ) from None
+                _bad(
+                    on_error,
+                    InputError(
+                        f"{path}:{lineno}: not UTF-8 text (byte {e.start}); "
+                        "re-save the file as UTF-8"
+                    ),
+                )
+                continue
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = _object(json.loads(line), f"{path}:{lineno}")
             except json.JSONDecodeError as e:
-                raise InputError(
-                    f"{path}:{lineno}: not valid JSON ({e.msg}, column {e.colno});"
-                    " fix or remove that line"
-                ) from None
-            yield f"{path}:{lineno}", _object(row, f"{path}:{lineno}")
+                _bad(
+                    on_error,
+                    InputError(
+                        f"{path}:{lineno}: not valid JSON ({e.msg}, column {e.colno});"
+                        " fix or remove that line"
+                    ),
+                )
+                continue
+            except InputError as e:
+                _bad(on_error, e)
+                continue
+            yield f"{path}:{lineno}", row
 
 
 def _object(row: Any, where: str) -> dict[str, Any]:
@@ -74,7 +96,7 @@ def _object(row: Any, where: str) -> dict[str, Any]:
     return row
 
 
-def _json_records(path: Path) -> Iterator[Record]:
+def _json_records(path: Path, on_error: OnError = None) -> Iterator[Record]:
     """Stream the items of a top-level JSON list without loading the whole file."""
     decoder = json.JSONDecoder()
     try:
@@ -84,7 +106,7 @@ def _json_records(path: Path) -> Iterator[Record]:
             pos = _skip_ws(buf, 0)
             if pos < len(buf) and buf[pos] == "{":
                 # A JSONL file with a .json name is common enough to accept.
-                yield from _jsonl_records(path)
+                yield from _jsonl_records(path, on_error)
                 return
             if pos >= len(buf) or buf[pos] != "[":
                 raise InputError(
@@ -119,8 +141,13 @@ def _json_records(path: Path) -> Iterator[Record]:
                             raise _json_syntax(path, buf, consumed + e.pos, e.msg) from None
                         buf, pos, consumed, eof = _refill(fh, buf, pos, consumed)
                 index += 1
-                yield f"{path}: item {index}", _object(item, f"{path}: item {index}")
                 pos = end
+                try:
+                    row = _object(item, f"{path}: item {index}")
+                except InputError as e:
+                    _bad(on_error, e)
+                    continue
+                yield f"{path}: item {index}", row
     except UnicodeDecodeError as e:
         raise InputError(
             f"{path}: not UTF-8 text (near byte {e.start}); re-save the file as UTF-8"
@@ -146,33 +173,44 @@ def _json_syntax(path: Path, buf: str, offset: int, msg: str) -> InputError:
     )
 
 
-def _csv_records(path: Path) -> Iterator[Record]:
+def _csv_records(path: Path, on_error: OnError = None) -> Iterator[Record]:
     # A seed can be long; the csv module's default field limit (128 KiB) is not ours.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
         with path.open("r", encoding="utf-8-sig", newline="") as fh:
             reader = csv.DictReader(fh, delimiter=delimiter, strict=True)
-            try:
-                for row in reader:
-                    where = f"{path}:{reader.line_num}"
-                    if None in row:
-                        raise InputError(
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as e:  # the reader goes on with the next line
+                    _bad(
+                        on_error,
+                        InputError(
+                            f"{path}:{reader.line_num + 1}: {e}; check the quoting on that line"
+                        ),
+                    )
+                    continue
+                where = f"{path}:{reader.line_num}"
+                if None in row:
+                    _bad(
+                        on_error,
+                        InputError(
                             f"{where}: more fields than the header has; "
                             "quote fields that contain the delimiter"
-                        )
-                    yield where, row
-            except csv.Error as e:
-                raise InputError(
-                    f"{path}:{reader.line_num}: {e}; check the quoting on that line"
-                ) from None
+                        ),
+                    )
+                    continue
+                yield where, row
     except UnicodeDecodeError as e:
         raise InputError(
             f"{path}: not UTF-8 text (near byte {e.start}); re-save the file as UTF-8"
         ) from None
 
 
-def _parquet_records(path: Path) -> Iterator[Record]:
+def _parquet_records(path: Path, on_error: OnError = None) -> Iterator[Record]:
     import pyarrow.parquet as pq  # heavy: only when a Parquet file is read
 
     try:
@@ -186,7 +224,7 @@ def _parquet_records(path: Path) -> Iterator[Record]:
             yield f"{path}: row {row}", item
 
 
-def _disk_records(path: Path) -> Iterator[Record]:
+def _disk_records(path: Path, on_error: OnError = None) -> Iterator[Record]:
     import datasets  # heavy: only when a save_to_disk folder is read
 
     try:
@@ -218,7 +256,7 @@ def _is_save_to_disk(path: Path) -> bool:
     )
 
 
-def records(path: Path) -> Iterator[Record]:
+def records(path: Path, on_error: OnError = None) -> Iterator[Record]:
     """The rows of one file or folder, with where each came from."""
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
@@ -228,9 +266,9 @@ def records(path: Path) -> Iterator[Record]:
                 f"{path}: a folder, but not one written by datasets' "
                 "save_to_disk; pass the data files inside it instead"
             )
-        return _disk_records(path)
+        return _disk_records(path, on_error)
     suffix = path.suffix.lower()
-    readers: dict[str, Callable[[Path], Iterator[Record]]] = {
+    readers: dict[str, Callable[[Path, OnError], Iterator[Record]]] = {
         ".jsonl": _jsonl_records,
         ".ndjson": _jsonl_records,
         ".json": _json_records,
@@ -243,7 +281,7 @@ def records(path: Path) -> Iterator[Record]:
             f"{path}: unknown file type '{suffix or '(none)'}'; use .jsonl, "
             ".json, .csv, .tsv, .parquet or a save_to_disk folder"
         )
-    return readers[suffix](path)
+    return readers[suffix](path, on_error)
 
 
 # --------------------------------------------------------------------------- shapes
@@ -412,22 +450,41 @@ def iter_seeds(
     prompt_column: str | None = None,
     response_column: str | None = None,
     limit: int | None = None,
+    on_error: OnError = None,
 ) -> Iterator[Seed]:
-    """Stream seeds from files in order, stopping after `limit` seeds."""
+    """Stream seeds from files in order, stopping after `limit` seeds. A row-level error
+    raises, or with `on_error` is handed to it and the row skipped (see `OnError`)."""
     count = 0
+    given_ids: set[str] = set()  # ids from an id column must be unique (hashes may repeat)
     for path in map(Path, paths):
         if limit is not None and count >= limit:
             return
         shape = None
-        for where, row in records(path):
+        rows = 0
+        for where, row in records(path, on_error):
             if limit is not None and count >= limit:
                 return
-            if shape is None:
-                shape = detect_shape(row.keys(), str(path), prompt_column, response_column)
-            yield to_seed(row, shape, where, count)
+            rows += 1
+            try:
+                if shape is None:
+                    shape = detect_shape(row.keys(), where, prompt_column, response_column)
+                seed = to_seed(row, shape, where, count)
+                if shape.id and row.get(shape.id) not in (None, ""):
+                    if seed.id in given_ids:
+                        raise InputError(
+                            f"{where}: seed id {seed.id!r} repeats an earlier row's; make "
+                            f"the {shape.id!r} column unique (or drop it: ids then come "
+                            "from the content)"
+                        )
+                    given_ids.add(seed.id)
+            except InputError as e:
+                _bad(on_error, e)
+                continue
+            yield seed
             count += 1
-        if shape is None:
+        if not rows:
             raise InputError(
-                f"{path}: no rows found (the file is empty); "
-                "add seeds or drop the file from the command"
+                f"{path}: no rows found (the file is empty"
+                + (", or every row had an error" if on_error else "")
+                + "); add seeds or drop the file from the command"
             )

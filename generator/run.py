@@ -50,6 +50,7 @@ class RunConfig:
     # With a quota, seeds go in a shuffled order, a behavior stops once it has its rows,
     # and the run stops when every behavior has.
     quota: tuple[tuple[str, int], ...] = ()
+    on_error: str = "fail"  # "skip": a bad input row is skipped and listed in the manifest
     prompts: str | None = None
     prompt_column: str | None = None
     response_column: str | None = None
@@ -67,6 +68,7 @@ class RunConfig:
 _TRANSPORT = ("base_urls", "concurrency", "timeout", "retries")
 DEFAULT_CONCURRENCY = 16  # a hosted API's comfortable default; local servers take more
 REFERENCE_SEEDS = 64  # seeds whose own responses, scored, make the reference distribution
+LISTED_ERRORS = 100  # input rows skipped with --on-error skip: the manifest lists this many
 
 
 class Progress(Protocol):
@@ -119,6 +121,8 @@ class Pipeline:
     """The stages of one run, wired once and applied seed by seed."""
 
     def __init__(self, config: RunConfig, api_key: str | None = None, dry_run: bool = False):
+        if config.on_error not in ("fail", "skip"):
+            raise ConfigError("--on-error must be fail or skip")
         if config.candidates < 1:
             raise ConfigError("--candidates must be at least 1")
         if config.backend == "openai" and not config.model:
@@ -145,6 +149,8 @@ class Pipeline:
         self.quota = dict(config.quota)
         self.made: Counter = Counter()  # dataset rows kept per quota key
         self._order: list[Seed] | None = None
+        self.input_errors: list[str] = []  # --on-error skip: the rows skipped, with why
+        self.input_error_count = 0
         self.generators = generators.get(config.behaviors, self.prompts)
         self.checker = Checker(self.prompts)
         self.checker.cues  # noqa: B018  (compile the cues now: a bad pattern fails before work)
@@ -196,9 +202,19 @@ class Pipeline:
                     "run it with --backend offline"
                 ) from None
 
-    def seeds(self) -> Iterator[Seed]:
+    def _skipped(self, error: Exception) -> None:
+        self.input_error_count += 1
+        if len(self.input_errors) < LISTED_ERRORS:
+            self.input_errors.append(str(error))
+
+    def seeds(self, survey: bool = False) -> Iterator[Seed]:
+        """The input's seeds; with --on-error skip, bad rows are skipped (and counted once,
+        by the survey)."""
         c = self.config
-        seeds = iter_seeds(c.seeds, c.prompt_column, c.response_column, c.limit)
+        on_error = None
+        if c.on_error == "skip":
+            on_error = self._skipped if survey else (lambda error: None)
+        seeds = iter_seeds(c.seeds, c.prompt_column, c.response_column, c.limit, on_error)
         if not self.quota:
             return seeds
         if self._order is None:  # a quota takes its rows from a random sample of the seeds
@@ -230,7 +246,7 @@ class Pipeline:
         rng = random.Random(f"reference\x1f{self.config.seed}")
         sample: list[Seed] = []
         answered = total = 0
-        for seed in self.seeds():
+        for seed in self.seeds(survey=True):
             total += 1
             if corpus is not None:
                 corpus.add_text(seed.prompt)
@@ -574,6 +590,10 @@ def _manifest(
             else None
         ),
         "seeds": {"total": total, "done": done, "resumed_from": resumed_from},
+        "input_errors": {
+            "skipped_rows": pipeline.input_error_count,
+            "first": pipeline.input_errors,  # at most LISTED_ERRORS
+        },
         "counts": counts,
         "pairs": min(selected.get("refusal", 0), selected.get("contrast", 0)),
         "token_usage": usage,

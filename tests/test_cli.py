@@ -134,8 +134,18 @@ def test_bad_input_is_one_line_exit_1(tmp_path, setup, args, message):
     assert "Traceback" not in result.output
 
 
-def test_repeated_seed_ids_still_give_unique_example_ids(tmp_path):
+def test_repeated_seed_ids_are_bad_input_and_repeated_rows_still_give_unique_ids(tmp_path):
     row = {"id": "same", "question": "Who painted the Mona Lisa?", "answer": "Leonardo."}
+    seeds = write_jsonl(tmp_path / "d.jsonl", [row, dict(row, question="Who sculpted David?")])
+    refused = invoke("generate", seeds, "-o", tmp_path / "r")
+    assert refused.exit_code == 1
+    assert "d.jsonl:2: seed id 'same' repeats an earlier row's" in refused.output
+    skipped = invoke("generate", seeds, "-o", tmp_path / "s", "--on-error", "skip")
+    assert skipped.exit_code == 0, skipped.output
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["seeds"]["total"] == 1 and manifest["input_errors"]["skipped_rows"] == 1
+    # the same row twice without an id: its content-hash id repeats, example ids do not
+    del row["id"]
     seeds = write_jsonl(tmp_path / "d.jsonl", [row, row])
     assert invoke("generate", seeds, "-o", tmp_path / "o").exit_code == 0
     ids = [r["id"] for r in read_jsonl(tmp_path / "o" / "candidates.jsonl") if "id" in r]
@@ -201,6 +211,15 @@ def read_jsonl_lenient(path: Path) -> list[dict]:
     return rows
 
 
+def wait_for_checkpoint(journal: Path, proc, timeout: float = 60.0) -> None:
+    """Until the run has journaled a seed (a slow machine takes a while to get going)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and any(e.get("done") for e in read_jsonl_lenient(journal)):
+            return
+        time.sleep(0.05)
+
+
 def test_sigkill_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
     seeds = synthetic_seeds(tmp_path / "s.jsonl", 1500)
     cmd = [sys.executable, "-m", "generator", "generate", str(seeds)]
@@ -213,7 +232,8 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(rng.uniform(0.6, 2.0))
+        wait_for_checkpoint(tmp_path / "killed" / "journal.jsonl", proc)
+        time.sleep(rng.uniform(0.0, 0.8))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         journal = read_jsonl_lenient(tmp_path / "killed" / "journal.jsonl")
@@ -234,7 +254,8 @@ def test_sigterm_stops_cleanly_and_keeps_finished_work(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    wait_for_checkpoint(tmp_path / "run" / "journal.jsonl", proc)
+    time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "resume" in err
