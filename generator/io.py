@@ -36,6 +36,7 @@ RESPONSE_COLUMNS = (
     "target",
 )
 ID_COLUMNS = ("id", "seedid", "uid")
+MAX_TEXT = 1_000_000  # characters in one prompt or answer: far past any model's context
 _CHUNK = 1 << 20
 
 
@@ -368,7 +369,10 @@ def _turn_text(turn: Any, where: str) -> tuple[str, str]:
     if isinstance(content, list):  # OpenAI content parts
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
     if not isinstance(content, str):
-        raise InputError(f"{where}: a turn's content is {type(content).__name__}, expected text")
+        raise InputError(
+            f"{where}: a turn's content is {type(content).__name__}, expected text; "
+            "make every turn's content a string"
+        )
     return role, content
 
 
@@ -400,7 +404,10 @@ def _text(row: dict[str, Any], column: str, where: str, required: bool) -> str |
         return value
     if not required and isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)  # a numeric answer is still an answer
-    raise InputError(f"{where}: field '{column}' is {type(value).__name__}, expected text")
+    raise InputError(
+        f"{where}: field '{column}' is {type(value).__name__}, expected text; "
+        "make it a string in every row"
+    )
 
 
 def to_seed(row: dict[str, Any], shape: Shape, where: str, index: int = 0) -> Seed:
@@ -416,6 +423,17 @@ def to_seed(row: dict[str, Any], shape: Shape, where: str, index: int = 0) -> Se
             if extra:
                 prompt = f"{prompt}\n\n{extra}"
         response = _text(row, shape.response, where, required=False) if shape.response else None
+    for text, field in ((prompt, shape.prompt), (response or "", shape.response)):
+        if len(text) > MAX_TEXT:
+            what = (
+                f"field '{field}'"
+                if shape.name not in ("messages", "conversations")
+                else (f"a turn of '{field}'")
+            )
+            raise InputError(
+                f"{where}: {what} holds {len(text):,} characters, more than a seed may "
+                f"({MAX_TEXT:,}); shorten it or remove the row"
+            )
     given_id = row.get(shape.id) if shape.id else None
     seed_id = str(given_id) if isinstance(given_id, str | int) and str(given_id) else None
     for text in (prompt, response or ""):

@@ -3,12 +3,20 @@
 A user's `--prompts DIR` overlays the defaults file by file: a file present in DIR wins,
 every other file comes from the shipped set. Seed text is only ever passed in as a
 variable, never compiled as a template, so `{{ ... }}` in a seed stays data.
+
+Templates may come from anywhere, so they are untrusted: they render in Jinja2's
+immutable sandbox (no Python internals, no file access beyond the template folders), a
+render is cut off after `RENDER_SECONDS`, and a string or list may not be multiplied, nor
+a number raised, into something huge.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
+import signal
+import threading
 import tomllib
 import traceback
 from functools import cached_property
@@ -18,6 +26,57 @@ from typing import Any
 from generator.errors import TemplateError
 
 _HERE = Path(__file__).resolve().parent
+RENDER_SECONDS = 2.0  # one render of one template; the shipped ones take microseconds
+MAX_SIZE = 1_000_000  # characters (or items) a template may build by multiplication
+
+
+class _Overtime(Exception):
+    pass
+
+
+def _overtime(signum, frame):
+    raise _Overtime
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Interrupt the code inside after `seconds` (a timer signal: main thread only; in
+    another thread the render runs without a clock)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _overtime)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _sandbox(**options):
+    from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+    class Sandbox(ImmutableSandboxedEnvironment):
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "**" and isinstance(right, int) and abs(right) > 1000:
+                raise SecurityError(f"exponent {right} is too large for a template")
+            if operator == "*":
+                for seq, n in ((left, right), (right, left)):
+                    if (
+                        isinstance(seq, str | list | tuple)
+                        and isinstance(n, int)
+                        and len(seq) * n > MAX_SIZE
+                    ):
+                        raise SecurityError(
+                            f"repeating a {type(seq).__name__} {n} times makes more than "
+                            f"{MAX_SIZE:,} items"
+                        )
+            return super().call_binop(context, operator, left, right)
+
+    return Sandbox(**options)
 
 
 def default_prompts_dir() -> Path:
@@ -50,9 +109,8 @@ class Prompts:
     def env(self):
         # Imported here: `hedgerow --help` should not pay for Jinja2.
         from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        return ImmutableSandboxedEnvironment(
+        return _sandbox(
             loader=ChoiceLoader([FileSystemLoader(str(d)) for d in self.dirs]),
             undefined=StrictUndefined,
             autoescape=False,
@@ -90,7 +148,10 @@ class Prompts:
             template = self._compiled.get(name)
             if template is None:
                 template = self._compiled[name] = self.env.get_template(name)
-            return template.render(**variables).strip()
+            with _deadline(RENDER_SECONDS):
+                return template.render(**variables).strip()
+        except _Overtime:
+            raise TemplateError(_overtime_message(name)) from None
         except Exception as e:  # Jinja2 errors, and a template's own 1 // 0
             raise TemplateError(_describe(name, e)) from None
 
@@ -101,7 +162,10 @@ class Prompts:
             template = self._compiled.get(key)
             if template is None:
                 template = self._compiled[key] = self.env.from_string(text)
-            return template.render(**variables).strip()
+            with _deadline(RENDER_SECONDS):
+                return template.render(**variables).strip()
+        except _Overtime:
+            raise TemplateError(_overtime_message(bank_name, text)) from None
         except Exception as e:  # Jinja2 errors, and a template's own 1 // 0
             raise TemplateError(_describe(bank_name, e, phrase=text)) from None
 
@@ -128,6 +192,14 @@ class Prompts:
         if not isinstance(value, list) or not value:
             raise TemplateError(f"{self.path(name)}: '{key}' must be a non-empty list")
         return value
+
+
+def _overtime_message(name: str, phrase: str | None = None) -> str:
+    where = name + (f", phrase {phrase[:40]!r}" if phrase is not None else "")
+    return (
+        f"template {where}: still rendering after {RENDER_SECONDS:g} s (a loop that "
+        "does not end?); cut it off: fix the template"
+    )
 
 
 def _describe(name: str, error: Exception, phrase: str | None = None) -> str:
