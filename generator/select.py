@@ -123,14 +123,20 @@ class NearDuplicates:
         self.threshold = threshold
         self._lsh: dict[str, MinHashLSH] = {}
         self._kept: dict[int, tuple] = {}  # key -> (seed id, prompt and response signatures)
+        self._blank = None
 
-    @staticmethod
-    def _signature(text: str):
+    def _signature(self, text: str):
         from datasketch import MinHash
 
         words = _WORD.findall(text.lower())
         grams = {" ".join(words[i : i + 3]).encode() for i in range(max(1, len(words) - 2))}
-        signature = MinHash(num_perm=_PERMUTATIONS, seed=1)
+        if self._blank is None:  # drawing the permutations is most of a MinHash's cost
+            self._blank = MinHash(num_perm=_PERMUTATIONS, seed=1)
+        signature = MinHash(
+            num_perm=_PERMUTATIONS,
+            permutations=self._blank.permutations,
+            scheme=self._blank.scheme,
+        )
         signature.update_batch(list(grams))
         return signature
 
@@ -159,9 +165,17 @@ class NearDuplicates:
         self._kept[key] = (row["seed_id"], prompt.hashvalues, response.hashvalues)
         self._index(row["behavior"]).insert(key, prompt, check_duplication=False)
 
-    def _signatures(self, row: dict):
+    def _signatures(self, row: dict, prompts: dict | None = None):
+        """The row's prompt and response signatures (`prompts` caches a seed's prompt,
+        which most of its rows share)."""
         turns = row["messages"]
-        return self._signature(turns[0]["content"]), self._signature(turns[-1]["content"])
+        prompt = turns[0]["content"]
+        if prompts is None or prompt not in prompts:
+            signature = self._signature(prompt)
+            if prompts is None:
+                return signature, self._signature(turns[-1]["content"])
+            prompts[prompt] = signature
+        return prompts[prompt], self._signature(turns[-1]["content"])
 
     def keep(self, rows) -> None:
         """Rows kept earlier (a resumed run's dataset): later rows are compared with them."""
@@ -175,8 +189,9 @@ class NearDuplicates:
         for row in dataset_rows:
             units.setdefault(row["pair_id"] or row["id"], []).append(row)
         dropped: dict[str, str] = {}
+        prompts: dict = {}
         for unit in units.values():
-            signed = [(row, *self._signatures(row)) for row in unit]
+            signed = [(row, *self._signatures(row, prompts)) for row in unit]
             matches = {row["id"] for row, p, r in signed if self._match(row, p, r)}
             if matches:
                 for row in unit:
