@@ -50,7 +50,7 @@ def accounted(run: Path, n: int, behaviors=BEHAVIORS) -> Counter:
     return Counter(r["status"] for r in rows)
 
 
-def test_batch_with_every_fault_completes_and_accounts_for_every_seed(tmp_path):
+def test_batch_with_every_fault_completes_and_accounts_for_every_seed(tmp_path, capsys):
     plan = Plan(fault_rate=0.3, retry_after=0.1, stall_seconds=2.0, seed=7)
     with FakeServer(plan) as server:
         result = generate(
@@ -69,6 +69,8 @@ def test_batch_with_every_fault_completes_and_accounts_for_every_seed(tmp_path):
     injected = server.log.outcomes
     for fault in ("429", "500", "stall", "truncate", "garbage", "bad_content"):
         assert injected[fault] > 0, injected
+    with capsys.disabled():  # the figure (pytest -s shows it)
+        print(f"\nfaults injected: {dict(injected)}; statuses: {dict(statuses)}")
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     requests = manifest["requests"]

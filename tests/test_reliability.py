@@ -408,3 +408,70 @@ def test_a_read_only_output_is_a_clear_error(read_only_dir, tmp_path):
         result = invoke(*args)
         assert result.exit_code == 1, result.output
         assert len(result.output.strip().splitlines()) == 1 and "cannot" in result.output
+
+
+def test_a_hostile_request_template_fails_before_any_request_is_sent(tmp_path):
+    from tests.fakeserver import FakeServer
+
+    prompts = tmp_path / "p" / "hedge"
+    prompts.mkdir(parents=True)
+    (prompts / "user.j2").write_text(
+        "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"
+    )
+    with FakeServer() as server:
+        result = invoke(
+            "generate",
+            EXAMPLES,
+            "-o",
+            tmp_path / "run",
+            "--prompts",
+            tmp_path / "p",
+            "--backend",
+            "openai",
+            "--model",
+            "fake",
+            "--base-url",
+            server.url,
+        )
+    assert result.exit_code == 1, result.output
+    assert "hedge/user.j2" in result.output and "still rendering" in result.output
+    assert server.log.keys == []  # nothing was sent
+
+
+def test_the_scorer_key_is_sent_to_the_scorer_and_never_written(tmp_path):
+    from tests.fakeserver import FakeServer
+
+    canary = "sk-scorer-canary-5e4d3c2b1a"
+    with FakeServer() as server:
+        result = CliRunner().invoke(
+            main,
+            [
+                "score",
+                str(EXAMPLES),
+                "-o",
+                str(tmp_path / "fit.jsonl"),
+                "--scorer",
+                f"openai:{server.url}",
+            ],
+            env={"HEDGEROW_SCORER_API_KEY": canary},
+        )
+        assert result.exit_code == 0, result.output
+        assert server.log.authorization == {f"Bearer {canary}"}
+        run = CliRunner().invoke(
+            main,
+            [
+                "generate",
+                str(EXAMPLES),
+                "-o",
+                str(tmp_path / "run"),
+                "--scorer",
+                f"openai:{server.url}",
+            ],
+            env={"HEDGEROW_SCORER_API_KEY": canary, "HEDGEROW_SCORER": None},
+        )
+        assert run.exit_code == 0, run.output
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) > 3
+    for path in written:
+        assert canary.encode() not in path.read_bytes(), path
+    assert canary not in result.output + run.output
