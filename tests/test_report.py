@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from generator.cli import main
-from generator.report import PLOTS, distinct_n, openings
+from generator.plots import PLOTS
+from generator.report import distinct_n, openings
 
 from .conftest import EXAMPLES, read_jsonl
 
