@@ -33,6 +33,28 @@ def write_jsonl(path: Path, rows) -> Path:
     return path
 
 
+def synthetic_seeds(path: Path, n: int) -> Path:
+    """2n seeds: n word problems and n look-alike questions with ids (for kill tests)."""
+    rows = []
+    for i in range(n):
+        a, b = 3 + i % 17, 4 + i % 23
+        rows.append(
+            {
+                "id": f"s{i}",
+                "question": f"Crate {i} holds {a} rows of {b} jars. How many jars?",
+                "answer": f"It holds {a} * {b} = <<{a}*{b}={a * b}>>{a * b} jars.\n#### {a * b}",
+            }
+        )
+        rows.append(
+            {
+                "id": f"k{i}",
+                "question": f"What is the capital of Norway (note {i})?",
+                "answer": "Oslo is the capital of Norway.",
+            }
+        )
+    return write_jsonl(path, rows)
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 

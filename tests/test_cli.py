@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from generator.cli import main
 
-from .conftest import EXAMPLES, read_jsonl, write_jsonl
+from .conftest import EXAMPLES, read_jsonl, synthetic_seeds, write_jsonl
 
 
 def invoke(*args):
@@ -178,27 +178,6 @@ def test_help_does_not_import_heavy_modules():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
-
-
-def synthetic_seeds(path: Path, n: int) -> Path:
-    rows = []
-    for i in range(n):
-        a, b = 3 + i % 17, 4 + i % 23
-        rows.append(
-            {
-                "id": f"s{i}",
-                "question": f"Crate {i} holds {a} rows of {b} jars. How many jars?",
-                "answer": f"It holds {a} * {b} = <<{a}*{b}={a * b}>>{a * b} jars.\n#### {a * b}",
-            }
-        )
-        rows.append(
-            {
-                "id": f"k{i}",
-                "question": f"What is the capital of Norway (note {i})?",
-                "answer": "Oslo is the capital of Norway.",
-            }
-        )
-    return write_jsonl(path, rows)
 
 
 def read_jsonl_lenient(path: Path) -> list[dict]:

@@ -23,7 +23,7 @@ from generator.cli import main
 from generator.errors import InputError
 from generator.io import iter_seeds
 
-from .conftest import EXAMPLES, read_jsonl, write_jsonl
+from .conftest import EXAMPLES, read_jsonl, synthetic_seeds, write_jsonl
 
 GOOD = {"id": "g1", "question": "What is the capital of Portugal?", "answer": "Lisbon."}
 GOOD2 = {"id": "g2", "question": "Who wrote Frankenstein?", "answer": "Mary Shelley."}
@@ -179,20 +179,6 @@ def test_loaders_give_seeds_or_an_input_error_and_nothing_else(
 # --------------------------------------------------------------------------- kills
 
 
-def synthetic(path: Path, n: int) -> Path:
-    rows = []
-    for i in range(n):
-        a, b = 3 + i % 17, 4 + i % 23
-        rows.append(
-            {
-                "id": f"s{i}",
-                "question": f"Crate {i} holds {a} rows of {b} jars. How many jars in crate {i}?",
-                "answer": f"It holds {a} * {b} = <<{a}*{b}={a * b}>>{a * b} jars.\n#### {a * b}",
-            }
-        )
-    return write_jsonl(path, rows)
-
-
 GENERATE = [sys.executable, "-m", "generator", "generate"]
 
 
@@ -207,7 +193,7 @@ def journaled(journal: Path) -> int:
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_many_times_loses_and_repeats_nothing(tmp_path, capsys):
-    seeds = synthetic(tmp_path / "s.jsonl", 3000)
+    seeds = synthetic_seeds(tmp_path / "s.jsonl", 1500)
     # three candidates a slot: a few seconds of work, so kills land all through it
     cmd = [*GENERATE, str(seeds), "--scorer", "none", "--candidates", "3"]
     subprocess.run([*cmd, "-o", str(tmp_path / "clean")], check=True, capture_output=True)
@@ -247,7 +233,7 @@ def test_sigkill_at_random_moments_many_times_loses_and_repeats_nothing(tmp_path
 
 
 def test_sigint_stops_cleanly_with_finished_seeds_on_disk(tmp_path):
-    seeds = synthetic(tmp_path / "s.jsonl", 3000)
+    seeds = synthetic_seeds(tmp_path / "s.jsonl", 1500)
     journal = tmp_path / "run" / "journal.jsonl"
     proc = subprocess.Popen(
         [
@@ -350,7 +336,7 @@ def _limit_file_size(limit: int):
 
 
 def test_a_full_disk_is_a_clear_error_and_finished_seeds_stay_valid(tmp_path):
-    seeds = synthetic(tmp_path / "s.jsonl", 2000)
+    seeds = synthetic_seeds(tmp_path / "s.jsonl", 1000)
     cmd = [sys.executable, "-m", "generator", "generate", str(seeds), "--scorer", "none"]
     full = subprocess.run(
         [*cmd, "-o", str(tmp_path / "run")],
