@@ -327,11 +327,19 @@ class Pipeline:
         pending: deque[asyncio.Future] = deque()
 
         def emit(rows: tuple[list, list]) -> None:
+            if self.quota:
+                # Quotas are settled in output order, so the files do not depend on which
+                # request came back first: a seed in flight when its quotas were met adds
+                # nothing, and once every quota is met nothing more is written.
+                full = {k for k, n in self.quota.items() if self.made[k] >= n}
+                if len(full) == len(self.quota):
+                    return
+                rows = tuple(
+                    [r for r in part if QUOTA_KEY.get(r["behavior"], r["behavior"]) not in full]
+                    for part in rows
+                )
             if self.dedup is not None:  # in output order: the same rows win on every run
                 rows = (self.dedup.filter(*rows), rows[1])
-            # Counted in output order too: a seed is asked for a behavior only while the
-            # seeds before it have not filled its quota, so a quota's first rows are the
-            # same however far the run overshoots.
             self.made.update(QUOTA_KEY.get(r["behavior"], r["behavior"]) for r in rows[0])
             sink(rows)
 

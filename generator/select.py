@@ -122,7 +122,7 @@ class NearDuplicates:
 
         self.threshold = threshold
         self._lsh: dict[str, MinHashLSH] = {}
-        self._kept: dict[int, tuple] = {}  # key -> (seed id, prompt and response signatures)
+        self._kept: dict[int, tuple] = {}  # key -> (prompt signature, response signature)
         self._blank = None
 
     def _signature(self, text: str):
@@ -151,18 +151,16 @@ class NearDuplicates:
 
     def _match(self, row: dict, prompt, response) -> bool:
         for key in self._index(row["behavior"]).query(prompt):
-            seed_id, p, r = self._kept[key]
-            if (
-                seed_id != row["seed_id"]
-                and (p == prompt.hashvalues).mean() >= self.threshold
-                and (r == response.hashvalues).mean() >= self.threshold
-            ):
+            p, r = self._kept[key]
+            if (p == prompt.hashvalues).mean() >= self.threshold and (
+                r == response.hashvalues
+            ).mean() >= self.threshold:
                 return True
         return False
 
     def _insert(self, row: dict, prompt, response) -> None:
         key = len(self._kept)
-        self._kept[key] = (row["seed_id"], prompt.hashvalues, response.hashvalues)
+        self._kept[key] = (prompt.hashvalues, response.hashvalues)
         self._index(row["behavior"]).insert(key, prompt, check_duplication=False)
 
     def _signatures(self, row: dict, prompts: dict | None = None):
@@ -190,6 +188,7 @@ class NearDuplicates:
             units.setdefault(row["pair_id"] or row["id"], []).append(row)
         dropped: dict[str, str] = {}
         prompts: dict = {}
+        kept = []  # indexed after the whole seed: its own rows never count against each other
         for unit in units.values():
             signed = [(row, *self._signatures(row, prompts)) for row in unit]
             matches = {row["id"] for row, p, r in signed if self._match(row, p, r)}
@@ -199,8 +198,9 @@ class NearDuplicates:
                         "near_duplicate" if row["id"] in matches else "pair_partner_near_duplicate"
                     )
                 continue
-            for row, p, r in signed:
-                self._insert(row, p, r)
+            kept.extend(signed)
+        for row, p, r in kept:
+            self._insert(row, p, r)
         for row in candidate_rows:
             if row.get("id") in dropped:
                 row["status"] = "dropped"

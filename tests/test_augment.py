@@ -207,3 +207,43 @@ def test_a_dataset_without_answers_is_refused(tmp_path):
     result = invoke("augment", source)
     assert result.exit_code == 1
     assert "no response column found" in result.output
+
+
+def test_quota_runs_against_a_concurrent_endpoint_write_the_same_files(tmp_path):
+    from tests.fakeserver import FakeServer, Plan
+
+    rows = [
+        {
+            "question": f"A tin holds {i + 2} rows of {i + 3} pins. How many pins?",
+            "answer": f"{i + 2} * {i + 3} = {(i + 2) * (i + 3)} pins.\n#### {(i + 2) * (i + 3)}",
+        }
+        for i in range(120)
+    ]
+    source = write_jsonl(tmp_path / "d.jsonl", rows)
+    with FakeServer(Plan(delay=0.01, seed=3)) as server:
+        for run in ("a", "b"):
+            result = invoke(
+                "augment",
+                source,
+                "--mix",
+                "hedge=0.1,near_miss=0.05",
+                "--run",
+                tmp_path / run,
+                "-o",
+                tmp_path / f"{run}.jsonl",
+                "--backend",
+                "openai",
+                "--model",
+                "fake",
+                "--base-url",
+                server.url,
+                "--concurrency",
+                "8",
+            )
+            assert result.exit_code == 0, result.output
+    for name in ("dataset.jsonl", "candidates.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    made = read_jsonl(tmp_path / "a" / "dataset.jsonl")
+    assert sum(r["behavior"] == "hedge" for r in made) == 12
+    assert sum(r["behavior"] == "near_miss" for r in made) == 6

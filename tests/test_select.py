@@ -138,7 +138,8 @@ def test_a_later_near_copy_from_another_seed_is_dropped_with_its_reason():
     from generator.select import NearDuplicates
 
     dedup = NearDuplicates(0.85)
-    first = [row("a", "s1", "hedge", QUESTION, LONG)]
+    # one seed's rows never count against each other (two hedge levels share the answer)
+    first = [row("a", "s1", "hedge", QUESTION, LONG), row("a2", "s1", "hedge", QUESTION, LONG)]
     assert dedup.filter(first, [dict(first[0], status="selected")]) == first
     # the same question and answer again, recased and with an extra space
     copy = row("b", "s2", "hedge", QUESTION.upper(), LONG.replace(" ", "  ", 3))
@@ -146,9 +147,12 @@ def test_a_later_near_copy_from_another_seed_is_dropped_with_its_reason():
     assert dedup.filter([copy], candidates) == []
     assert candidates[0]["status"] == "dropped"
     assert candidates[0]["drop_reason"] == "near_duplicate"
-    # another behavior, or a row of the same seed, is not compared with it
-    other = [row("c", "s3", "near_miss", QUESTION, LONG), row("d", "s1", "hedge", QUESTION, LONG)]
+    # another behavior is not compared with it
+    other = [row("c", "s3", "near_miss", QUESTION, LONG)]
     assert dedup.filter(other, []) == other
+    # a repeated input row has the same content-hash seed id, and is still a duplicate
+    again = [row("e", "s1", "hedge", QUESTION, LONG)]
+    assert dedup.filter(again, []) == []
 
 
 def test_the_same_template_around_different_questions_is_not_a_duplicate():
