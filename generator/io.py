@@ -106,6 +106,11 @@ def _json_records(path: Path, on_error: OnError = None) -> Iterator[Record]:
             buf = fh.read(_CHUNK)
             pos = _skip_ws(buf, 0)
             if pos < len(buf) and buf[pos] == "{":
+                if buf[pos:].split("\n", 1)[0].strip() == "{":
+                    raise InputError(
+                        f"{path}: holds one JSON object spread over lines, not a list of "
+                        "rows; put the rows in a list [...] or write JSONL, one per line"
+                    )
                 # A JSONL file with a .json name is common enough to accept.
                 yield from _jsonl_records(path, on_error)
                 return
@@ -219,7 +224,16 @@ def _parquet_records(path: Path, on_error: OnError = None) -> Iterator[Record]:
     except Exception as e:  # pyarrow raises several types for a bad file
         raise InputError(f"{path}: not a readable Parquet file ({e})") from None
     row = 0
-    for batch in pf.iter_batches(batch_size=1024):
+    batches = pf.iter_batches(batch_size=1024)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as e:  # a damaged page or row group deep in the file
+            raise InputError(
+                f"{path}: unreadable after row {row} ({e}); the file is damaged: write it out again"
+            ) from None
         for item in batch.to_pylist():
             row += 1
             yield f"{path}: row {row}", item
@@ -478,10 +492,8 @@ def iter_seeds(
         if limit is not None and count >= limit:
             return
         shape = None
-        rows = 0
+        rows = seeds = 0
         for where, row in records(path, on_error):
-            if limit is not None and count >= limit:
-                return
             rows += 1
             try:
                 if shape is None:
@@ -500,9 +512,15 @@ def iter_seeds(
                 continue
             yield seed
             count += 1
-        if not rows:
+            seeds += 1
+            if limit is not None and count >= limit:
+                return  # and read no further: rows past the limit are not looked at
+        if not seeds:
             raise InputError(
                 f"{path}: no rows found (the file is empty"
                 + (", or every row had an error" if on_error else "")
                 + "); add seeds or drop the file from the command"
+                if not rows
+                else f"{path}: no usable rows (all {rows} had errors); run without "
+                "--on-error skip to see the first one"
             )

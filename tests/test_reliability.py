@@ -467,3 +467,38 @@ def test_the_scorer_key_is_sent_to_the_scorer_and_never_written(tmp_path):
     for path in written:
         assert canary.encode() not in path.read_bytes(), path
     assert canary not in result.output + run.output
+
+
+def test_more_bad_inputs_are_one_line_errors(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"question": f"What is {i} plus {i}? " * 20, "answer": str(2 * i)} for i in range(3000)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "p.parquet", row_group_size=500)
+    raw = bytearray((tmp_path / "p.parquet").read_bytes())
+    third = len(raw) // 3
+    raw[third : third + 200] = bytes(200)  # damage a page in the middle; the footer is intact
+    (tmp_path / "p.parquet").write_bytes(bytes(raw))
+    (tmp_path / "o.json").write_text(json.dumps(GOOD, indent=2))
+    write_jsonl(tmp_path / "z.jsonl", [{"question": "  ", "answer": "x"}] * 2)
+    for name, message in (
+        ("p.parquet", "p.parquet: unreadable after row"),
+        ("o.json", "holds one JSON object spread over lines"),
+    ):
+        for extra in ([], ["--on-error", "skip"]):
+            result = invoke("generate", tmp_path / name, "-o", tmp_path / "r", *extra)
+            assert result.exit_code == 1, result.output
+            (line,) = result.output.strip().splitlines()
+            assert message in line
+    result = invoke("generate", tmp_path / "z.jsonl", "-o", tmp_path / "z", "--on-error", "skip")
+    assert result.exit_code == 1
+    assert "z.jsonl: no usable rows (all 2 had errors)" in result.output
+
+
+def test_limit_stops_reading_so_rows_past_it_are_not_reported(tmp_path):
+    path = tmp_path / "l.jsonl"
+    path.write_bytes(jsonl(GOOD, GOOD2, b"{bad\n" * 5, dict(GOOD, id="g3")))
+    result = invoke("generate", path, "-o", tmp_path / "r", "--limit", "2", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["seeds"]["total"] == 2 and manifest["input_errors"]["skipped_rows"] == 0
