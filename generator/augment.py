@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import random
-import shutil
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from generator import generators
+from generator import generators, outputs
 from generator.errors import ConfigError, InputError
 from generator.io import OnError, Shape, detect_shape, iter_seeds, records
 from generator.run import QUOTA_KEY, RunConfig, RunResult, generate
@@ -36,6 +35,14 @@ from generator.runfolder import Run
 from generator.templates import Prompts
 
 DEFAULT_MIX = "hedge=0.2,refusal=0.1,near_miss=0.1"
+_BOM = b"\xef\xbb\xbf"
+# The file names each input type may be written to.
+_SUFFIXES = {
+    "jsonl": (".jsonl", ".ndjson", ".json"),
+    "json": (".json",),
+    "csv": (".csv", ".tsv"),
+    "parquet": (".parquet",),
+}
 
 
 def parse_mix(text: str) -> dict[str, float]:
@@ -126,7 +133,10 @@ class Layout:
         )
         if role == "from":
             user, assistant = user or "human", assistant or "gpt"
+        # a dataset that opens every conversation with a system turn keeps it
+        system = [t for t in turns[:1] if str(t.get(role, "")).lower() == "system"]
         return [
+            *[{role: t.get(role), text: t.get(text)} for t in system],
             {role: user or "user", text: prompt},
             {role: assistant or "assistant", text: response},
         ]
@@ -190,25 +200,23 @@ def pick(rows: Iterable[dict[str, Any]], wanted: dict[str, int]) -> list[dict[st
 
 
 def _id_maker(layout: Layout, chosen: list[dict]) -> list[Any]:
-    """New rows' ids: continue an integer id column, else the example ids."""
-    if layout.shape.id and isinstance(layout.first.get(layout.shape.id), int):
-        top = max(
-            (r.get(layout.shape.id) for _, r in records(layout.path, lambda error: None)),
-            key=lambda v: v if isinstance(v, int) else -1,
-        )
-        top = top if isinstance(top, int) else 0
-        return list(range(top + 1, top + 1 + len(chosen)))
-    return [row["id"] for row in chosen]
-
-
-def _tmp(target: Path) -> Path:
-    return target.with_name(f".{target.name}.tmp")
-
-
-def _finish(tmp: Path, target: Path) -> None:
-    if target.is_dir() and not target.is_symlink():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    """New rows' ids: continue a whole-number id column (numbers, or digits in a CSV),
+    else the example ids."""
+    column = layout.shape.id
+    first = layout.first.get(column) if column else None
+    numeric = isinstance(first, int) and not isinstance(first, bool)
+    digits = isinstance(first, str) and first.isdigit()
+    if not (numeric or digits):
+        return [row["id"] for row in chosen]
+    top = 0
+    for _, row in records(layout.path, lambda error: None):
+        value = row.get(column)
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            top = max(top, value)
+    ids = range(top + 1, top + 1 + len(chosen))
+    return list(ids) if numeric else [str(i) for i in ids]
 
 
 def _mixed(items: list, new: list, shuffle: bool, seed: int) -> list:
@@ -245,30 +253,42 @@ def _write_lines(layout: Layout, new: list[dict], target: Path, shuffle: bool, s
         else:
             blob = raw + (b"" if raw.endswith(b"\n") else ending.encode()) + added.encode()
     else:
-        lines = [line for line in raw.splitlines(keepends=True) if line.strip()]
+        bom = _BOM if raw.startswith(_BOM) else b""  # stays at the front, even shuffled
+        lines = [line for line in raw[len(bom) :].splitlines(keepends=True) if line.strip()]
         if lines and not lines[-1].endswith(b"\n"):
             lines[-1] += b"\n"
         added = [json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in new]
-        blob = b"".join(_mixed(lines, added, shuffle, seed))
-    tmp = _tmp(target)
+        blob = bom + b"".join(_mixed(lines, added, shuffle, seed))
+    tmp = outputs.temporary(target)
     tmp.write_bytes(blob)
-    _finish(tmp, target)
+    outputs.replace(tmp, target)
 
 
 def _write_json(layout: Layout, new: list[dict], target: Path, shuffle: bool, seed: int) -> None:
-    text = layout.path.read_text(encoding="utf-8-sig")
+    """A JSON list written back in its own style: indentation (spaces or tabs),
+    separators, ASCII escapes and byte-order mark."""
+    raw = layout.path.read_bytes()
+    bom = _BOM if raw.startswith(_BOM) else b""
+    text = raw[len(bom) :].decode("utf-8")
     items = json.loads(text)
     after = text.lstrip()[1:]
+    head = text[:4096]
     indent = None
     if after.startswith(("\n", "\r\n")):
         line = after.lstrip("\r\n").split("\n", 1)[0]
-        indent = len(line) - len(line.lstrip(" ")) or None
-    tmp = _tmp(target)
-    tmp.write_text(
-        json.dumps(_mixed(items, new, shuffle, seed), ensure_ascii=False, indent=indent) + "\n",
-        encoding="utf-8",
+        indent = line[: len(line) - len(line.lstrip(" \t"))] or None
+    colon = ": " if re.search(r'":\s', head) else ":"
+    comma = "," if indent is not None or not re.search(r"[}\]\"\d],\s", head) else ", "
+    escaped = text.isascii() and "\\u" in text
+    body = json.dumps(
+        _mixed(items, new, shuffle, seed),
+        ensure_ascii=escaped,
+        indent=indent,
+        separators=(comma, colon),
     )
-    _finish(tmp, target)
+    tmp = outputs.temporary(target)
+    tmp.write_bytes(bom + (body + "\n").encode("utf-8"))
+    outputs.replace(tmp, target)
 
 
 def _write_parquet(layout: Layout, new: list[dict], target: Path, shuffle: bool, seed: int) -> None:
@@ -282,9 +302,9 @@ def _write_parquet(layout: Layout, new: list[dict], target: Path, shuffle: bool,
         order = list(range(table.num_rows))
         random.Random(f"shuffle\x1f{seed}").shuffle(order)
         table = table.take(order)
-    tmp = _tmp(target)
+    tmp = outputs.temporary(target)
     pq.write_table(table, tmp)
-    _finish(tmp, target)
+    outputs.replace(tmp, target)
 
 
 def _write_disk(layout: Layout, new: list[dict], target: Path, shuffle: bool, seed: int) -> None:
@@ -307,11 +327,10 @@ def _write_disk(layout: Layout, new: list[dict], target: Path, shuffle: bool, se
     if split is not None:
         loaded[split] = table
         table = loaded
-    tmp = _tmp(target)
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = outputs.temporary(target)
+    outputs.clean(tmp)
     table.save_to_disk(str(tmp))
-    _finish(tmp, target)
+    outputs.replace(tmp, target)
 
 
 _WRITERS = {
@@ -364,11 +383,27 @@ def augment(
     target = Path(out) if out else default_output(source)
     if target.resolve() == source.resolve():
         raise ConfigError(f"-o {target} is the input; write the augmented data to a new file")
+    protect = [source, *([config.out] if config.out else [])]
+    target = outputs.check_target(target, folder=shape.kind == "disk", protect=protect)
+    if shape.kind != "disk":
+        allowed = _SUFFIXES[shape.kind]
+        if shape.kind == "csv":
+            allowed = (source.suffix.lower(),)
+        if target.suffix.lower() not in allowed:
+            raise ConfigError(
+                f"-o {target}: augment writes the input's own format; give it a name "
+                f"ending in {' or '.join(allowed)}"
+            )
     rows = sum(
         1 for _ in iter_seeds([source], config.prompt_column, config.response_column, None, skip)
     )
     wanted = targets(mix, rows, Prompts(config.prompts))
     behaviors = tuple(name for name, count in wanted.items() if count > 0)
+    if not behaviors:
+        raise ConfigError(
+            f"--mix {','.join(f'{k}={v:g}' for k, v in mix.items())} gives 0 rows for "
+            f"{rows} rows (each share rounds down to nothing); raise a share"
+        )
     config = replace(
         config, behaviors=behaviors, quota=tuple((b, wanted[b]) for b in behaviors), limit=None
     )
@@ -382,11 +417,11 @@ def augment(
         for r, i in zip(chosen, ids, strict=True)
     ]
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         _WRITERS[shape.kind](shape, new, target, shuffle, config.seed)
     except OSError as e:
-        raise ConfigError(
-            f"{target}: cannot write it ({e.strerror or e}); free some space or choose another -o"
-        ) from None
+        outputs.clean(outputs.temporary(target))
+        raise outputs.write_error(target, e) from None
     added = {name: 0 for name in wanted}
     for row in chosen:
         added[QUOTA_KEY.get(row["behavior"], row["behavior"])] += 1

@@ -297,6 +297,7 @@ def generate(seeds, behaviors, dry_run, **options):
     "-o",
     "--out",
     "output",
+    envvar="HEDGEROW_AUGMENT_OUT",  # not HEDGEROW_OUT: that is generate's run folder
     type=click.Path(path_type=str),
     help="The augmented dataset (default: <name>.augmented.<ext> here; a folder for a "
     "save_to_disk input).",
@@ -347,6 +348,9 @@ def augment(dataset, output, mix, run_folder, shuffle, **options):
     for name, wanted in result.wanted.items():
         click.echo(f"  {name:<10} {result.added.get(name, 0):>6} added of {wanted}")
     click.echo(f"  run folder (every candidate, manifest): {result.run.path}")
+    skipped_rows = (result.run.manifest.get("input_errors") or {}).get("skipped_rows")
+    if skipped_rows:
+        click.echo(f"  input rows skipped (--on-error skip; see its manifest.json): {skipped_rows}")
     for name, missing in result.short.items():
         click.echo(
             f"  short: {name} has {missing} rows fewer than asked; the dataset's rows gave "
@@ -479,6 +483,7 @@ def score(dataset, out, scorer, prompts, prompt_column, response_column, overwri
 @_option(
     "-o",
     "--out",
+    envvar="HEDGEROW_EXPORT_OUT",  # not HEDGEROW_OUT: that is generate's run folder
     type=click.Path(path_type=str),
     help="Output file (hf: folder); default RUN/<format>.jsonl, RUN/hf for hf.",
 )

@@ -16,15 +16,15 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from generator import outputs
 from generator.errors import HedgerowError
-from generator.runfolder import Run, dumps
+from generator.runfolder import CANDIDATES, DATASET, JOURNAL, MANIFEST, REFERENCE, Run, dumps
 
 FORMATS = ("openai", "alpaca", "sharegpt", "dpo", "hf")
 
@@ -171,20 +171,14 @@ class ExportResult:
     kinds: dict[str, int] = field(default_factory=dict)  # dpo: pairs per construction
 
 
-def _replace(tmp: Path, target: Path) -> None:
-    if target.is_dir() and not target.is_symlink():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
-
-
 def _write_jsonl(rows: Iterator[dict[str, Any]], target: Path) -> int:
-    tmp = target.with_name(target.name + ".tmp")
+    tmp = outputs.temporary(target)
     count = 0
     with tmp.open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(dumps(row))
             count += 1
-    _replace(tmp, target)
+    outputs.replace(tmp, target)
     return count
 
 
@@ -208,12 +202,18 @@ def _write_hf(rows: Iterator[dict[str, Any]], target: Path, push_to_hub: str | N
         }
     )
     datasets.disable_progress_bars()  # the command prints its own one-line result
-    dataset = datasets.Dataset.from_list(list(rows), features=features)
-    tmp = target.with_name(target.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    dataset.save_to_disk(str(tmp))
-    _replace(tmp, target)
+    rows = list(rows)
+    if rows:
+        dataset = datasets.Dataset.from_list(rows, features=features)
+    else:  # an empty table of the same schema
+        import pyarrow as pa
+
+        dataset = datasets.Dataset(pa.Table.from_pylist([], schema=features.arrow_schema))
+    tmp = outputs.temporary(target)
+    outputs.clean(tmp)
+    # One shard even when empty: datasets cannot load a folder of zero shards back.
+    dataset.save_to_disk(str(tmp), num_shards=1)
+    outputs.replace(tmp, target)
     if push_to_hub:
         try:
             dataset.push_to_hub(push_to_hub, token=os.environ.get("HF_TOKEN") or None)
@@ -236,7 +236,12 @@ def export(
         raise ExportError("--push-to-hub needs --format hf")
     folder = Run(run)
     default = folder.path / ("hf" if format == "hf" else f"{format}.jsonl")
-    target = Path(out) if out else default
+    own = (DATASET, CANDIDATES, JOURNAL, MANIFEST, REFERENCE)
+    target = outputs.check_target(
+        Path(out) if out else default,
+        folder=format == "hf",
+        protect=[folder.path, *(folder.path / name for name in own)],
+    )
     rows = folder.rows()
     kinds: Counter = Counter()
     try:
@@ -255,9 +260,8 @@ def export(
             shape = {"openai": openai_row, "alpaca": alpaca_row, "sharegpt": sharegpt_row}
             count = _write_jsonl(map(shape[format], rows), target)
     except OSError as e:
-        raise ExportError(
-            f"{target}: cannot write it ({e.strerror or e}); free some space or choose another -o"
-        ) from None
+        outputs.clean(outputs.temporary(target))
+        raise outputs.write_error(target, e) from None
     return ExportResult(
         target, format, count, folder.status, folder.done, dict(sorted(kinds.items()))
     )

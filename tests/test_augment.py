@@ -247,3 +247,70 @@ def test_quota_runs_against_a_concurrent_endpoint_write_the_same_files(tmp_path)
     made = read_jsonl(tmp_path / "a" / "dataset.jsonl")
     assert sum(r["behavior"] == "hedge" for r in made) == 12
     assert sum(r["behavior"] == "near_miss" for r in made) == 6
+
+
+def test_the_output_keeps_its_place_and_its_type(tmp_path):
+    source = write_jsonl(tmp_path / "d.jsonl", SEEDS)
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "notes.md").write_text("mine")
+    for args, message in (
+        (["-o", folder], "is a folder; name a file"),
+        (["-o", tmp_path / "d.parquet"], "give it a name ending in .jsonl or .ndjson or .json"),
+        (["--mix", "hedge=0.01"], "gives 0 rows for 12 rows"),
+    ):
+        result = invoke("augment", source, *args)
+        assert result.exit_code == 1, result.output
+        assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert (folder / "notes.md").read_text() == "mine"
+    assert not (tmp_path / "outputs").exists()  # refused before any generation
+
+
+def test_json_style_bom_system_turns_and_numeric_ids_are_kept(tmp_path):
+    bom = b"\xef\xbb\xbf"
+    # a tab-indented list with ASCII escapes and a byte-order mark
+    alpaca = [dict(r, instruction=r["instruction"] + " \u00e9") for r in ALPACA]
+    (tmp_path / "t.json").write_bytes(bom + json.dumps(alpaca, indent="\t").encode())
+    assert invoke("augment", tmp_path / "t.json", "--mix", "hedge=0.25").exit_code == 0
+    out = (tmp_path / "t.augmented.json").read_bytes()
+    assert out.startswith(bom + b'[\n\t{\n\t\t"instruction"') and b"\\u00e9" in out
+    assert json.loads(out[3:])[:12] == alpaca
+    # a compact list stays compact
+    (tmp_path / "c.json").write_text(json.dumps(ALPACA, separators=(",", ":")))
+    assert invoke("augment", tmp_path / "c.json", "--mix", "hedge=0.25").exit_code == 0
+    compact = (tmp_path / "c.augmented.json").read_text()
+    assert compact.startswith(json.dumps(ALPACA, separators=(",", ":"))[:-1] + ",")
+    # a BOM stays in front of a shuffled JSONL, which still reads back
+    (tmp_path / "b.jsonl").write_bytes(
+        bom
+        + (tmp_path / "t.json").read_bytes()[:0]
+        + b"".join(json.dumps(r).encode() + b"\n" for r in SEEDS)
+    )
+    assert invoke("augment", tmp_path / "b.jsonl", "--shuffle", "--seed", "3").exit_code == 0
+    shuffled = tmp_path / "b.augmented.jsonl"
+    assert shuffled.read_bytes().startswith(bom)
+    assert invoke("generate", shuffled, "--dry-run").exit_code == 0
+    # every conversation opens with the same system turn: new ones do too
+    chats = [
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": r["question"]},
+                {"role": "assistant", "content": r["answer"]},
+            ]
+        }
+        for r in SEEDS
+    ]
+    write_jsonl(tmp_path / "s.jsonl", chats)
+    assert invoke("augment", tmp_path / "s.jsonl", "--mix", "hedge=0.25").exit_code == 0
+    new = read_jsonl(tmp_path / "s.augmented.jsonl")[12:]
+    assert new and all(r["messages"][0] == {"role": "system", "content": "Be brief."} for r in new)
+    # a CSV of whole-number ids goes on counting
+    with (tmp_path / "n.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["id", "question", "answer"])
+        writer.writeheader()
+        writer.writerows(dict(r, id=str(10 + i)) for i, r in enumerate(SEEDS))
+    assert invoke("augment", tmp_path / "n.csv", "--mix", "hedge=0.25").exit_code == 0
+    with (tmp_path / "n.augmented.csv").open(newline="") as fh:
+        ids = [r["id"] for r in csv.DictReader(fh)]
+    assert ids[12:] == ["22", "23", "24"]

@@ -185,3 +185,34 @@ def test_push_to_an_unreachable_hub_saves_first_and_says_so(run, tmp_path):
     assert "pushing to the hub repo someone/data failed" in line
     assert "hf_canary_export_1234" not in proc.stderr + proc.stdout
     assert len(datasets.load_from_disk(str(out))) == len(read_jsonl(run / "dataset.jsonl"))
+
+
+def test_an_output_never_replaces_a_folder_it_did_not_write(run, tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("keep")
+    for fmt, target, message in (
+        ("openai", precious, "is a folder; name a file"),
+        ("hf", precious, "save_to_disk did not write"),
+        ("openai", run, f"would replace {run}"),
+        ("openai", run / "dataset.jsonl", "would replace"),
+        ("openai", ".", "is a folder"),
+    ):
+        result = invoke("export", run, "--format", fmt, "-o", target)
+        assert result.exit_code == 1, result.output
+        assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert (precious / "keep.txt").read_text() == "keep"
+    assert len(read_jsonl(run / "dataset.jsonl")) > 0
+
+
+def test_a_run_with_no_selected_rows_exports_empty_files(tmp_path):
+    from .conftest import write_jsonl
+
+    seeds = write_jsonl(tmp_path / "s.jsonl", [{"question": "Write a poem about rain."}])
+    assert invoke("generate", seeds, "-o", tmp_path / "run", "--behaviors", "hedge").exit_code == 0
+    assert read_jsonl(tmp_path / "run" / "dataset.jsonl") == []
+    for fmt in ("openai", "dpo", "hf"):
+        result = invoke("export", tmp_path / "run", "--format", fmt)
+        assert result.exit_code == 0, result.output
+        assert f"0 {fmt} rows" in result.output
+    assert len(datasets.load_from_disk(str(tmp_path / "run" / "hf"))) == 0
