@@ -3,6 +3,7 @@ so a reader sees the old version or the new one, never half of one."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -61,8 +62,9 @@ def write_error(target: Path, error: OSError) -> ConfigError:
 
 
 def clean(tmp: Path) -> None:
-    """Remove what a failed write left behind."""
+    """Remove what a failed write left behind (if it can: this runs while handling one)."""
     if tmp.is_dir() and not tmp.is_symlink():
         shutil.rmtree(tmp, ignore_errors=True)
     else:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
