@@ -6,8 +6,9 @@ variable, never compiled as a template, so `{{ ... }}` in a seed stays data.
 
 Templates may come from anywhere, so they are untrusted: they render in Jinja2's
 immutable sandbox (no Python internals, no file access beyond the template folders), a
-render is cut off after `RENDER_SECONDS`, and a string or list may not be multiplied, nor
-a number raised, into something huge.
+render is cut off after `RENDER_SECONDS` (in the main thread, where the CLI renders), a
+string or list may not be multiplied, nor a number raised, into something huge, and a
+rendered text may not pass `MAX_SIZE` characters.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hashlib
 import shutil
 import signal
 import threading
+import time
 import tomllib
 import traceback
 from functools import cached_property
@@ -40,11 +42,17 @@ def _overtime(signum, frame):
 
 @contextlib.contextmanager
 def _deadline(seconds: float):
-    """Interrupt the code inside after `seconds` (a timer signal: main thread only; in
-    another thread the render runs without a clock)."""
+    """Interrupt the code inside after `seconds`, by a timer signal. Main thread only (the
+    CLI renders there); elsewhere the render runs without a clock. A render inside a
+    render keeps the outer deadline, and a timer someone else had set is set again after."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    if signal.getsignal(signal.SIGALRM) is _overtime:  # nested: the outer clock runs on
+        yield
+        return
+    remaining, interval = signal.getitimer(signal.ITIMER_REAL)
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, _overtime)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -52,6 +60,9 @@ def _deadline(seconds: float):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if remaining:
+            left = remaining - (time.monotonic() - started)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), interval)
 
 
 def _sandbox(**options):
@@ -149,7 +160,7 @@ class Prompts:
             if template is None:
                 template = self._compiled[name] = self.env.get_template(name)
             with _deadline(RENDER_SECONDS):
-                return template.render(**variables).strip()
+                return _bounded(template.render(**variables).strip())
         except _Overtime:
             raise TemplateError(_overtime_message(name)) from None
         except Exception as e:  # Jinja2 errors, and a template's own 1 // 0
@@ -163,7 +174,7 @@ class Prompts:
             if template is None:
                 template = self._compiled[key] = self.env.from_string(text)
             with _deadline(RENDER_SECONDS):
-                return template.render(**variables).strip()
+                return _bounded(template.render(**variables).strip())
         except _Overtime:
             raise TemplateError(_overtime_message(bank_name, text)) from None
         except Exception as e:  # Jinja2 errors, and a template's own 1 // 0
@@ -192,6 +203,12 @@ class Prompts:
         if not isinstance(value, list) or not value:
             raise TemplateError(f"{self.path(name)}: '{key}' must be a non-empty list")
         return value
+
+
+def _bounded(text: str) -> str:
+    if len(text) > MAX_SIZE:
+        raise ValueError(f"it rendered {len(text):,} characters, more than {MAX_SIZE:,}")
+    return text
 
 
 def _overtime_message(name: str, phrase: str | None = None) -> str:

@@ -67,3 +67,24 @@ def test_init_copies_defaults_without_overwriting(tmp_path):
     (tmp_path / "mine" / "checks.toml").write_text("# mine")
     assert init_templates(tmp_path / "mine") == []
     assert (tmp_path / "mine" / "checks.toml").read_text() == "# mine"
+
+
+def test_render_limits_keep_other_timers_and_cap_the_output(tmp_path):
+    import signal
+
+    (tmp_path / "a.j2").write_text("{{ 1 }}")
+    (tmp_path / "big.j2").write_text(
+        "{% set ns = namespace(s='xxxxxxxx') %}{% for i in range(18) %}"
+        "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}"
+    )
+    prompts = Prompts(tmp_path)
+    previous = signal.signal(signal.SIGALRM, lambda *args: None)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 30)
+        prompts.render("a.j2")  # a render does not cancel a timer someone else set
+        assert 29 < signal.getitimer(signal.ITIMER_REAL)[0] <= 30
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    with pytest.raises(TemplateError, match=r"big\.j2: it rendered 2,097,152 characters"):
+        prompts.render("big.j2")
