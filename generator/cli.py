@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 a user error (one line saying how to fix it), 2 bad usage,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import signal
 import sys
@@ -121,6 +122,17 @@ def _terminate_as_interrupt(signum, frame):
         handler(signum, frame)
     else:
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _stoppable(kept: str):
+    """Ctrl-C and SIGTERM stop the work inside cleanly: exit 130, saying what is kept."""
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: {kept}; run the same command to resume", err=True)
+        sys.exit(130)
 
 
 _RUN_OPTIONS = [
@@ -277,17 +289,10 @@ def generate(seeds, behaviors, dry_run, **options):
     from generator.run import generate as run_generate
 
     config = _run_config(seeds, behaviors, **options)
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    try:
-        with _Bar("generating") as bar:
-            result = run_generate(
-                config, progress=bar, dry_run=dry_run, **_run_arguments(options["overwrite"])
-            )
-    except KeyboardInterrupt:
-        click.echo(
-            "interrupted: finished seeds are saved; run the same command to resume", err=True
+    with _stoppable("finished seeds are saved"), _Bar("generating") as bar:
+        result = run_generate(
+            config, progress=bar, dry_run=dry_run, **_run_arguments(options["overwrite"])
         )
-        sys.exit(130)
     _print_summary(result)
 
 
@@ -327,22 +332,15 @@ def augment(dataset, output, mix, run_folder, shuffle, **options):
 
     shares = parse_mix(mix)
     config = _run_config([dataset], ",".join(shares), out=run_folder, limit=None, **options)
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    try:
-        with _Bar("augmenting") as bar:
-            result = run_augment(
-                config,
-                shares,
-                out=output,
-                shuffle=shuffle,
-                progress=bar,
-                **_run_arguments(options["overwrite"]),
-            )
-    except KeyboardInterrupt:
-        click.echo(
-            "interrupted: finished seeds are saved; run the same command to resume", err=True
+    with _stoppable("finished seeds are saved"), _Bar("augmenting") as bar:
+        result = run_augment(
+            config,
+            shares,
+            out=output,
+            shuffle=shuffle,
+            progress=bar,
+            **_run_arguments(options["overwrite"]),
         )
-        sys.exit(130)
     added = sum(result.added.values())
     click.echo(f"{result.original} rows + {added} new -> {result.path}")
     for name, wanted in result.wanted.items():
@@ -433,29 +431,24 @@ def score(dataset, out, scorer, prompts, prompt_column, response_column, overwri
     (nll in nats/token, lower is more natural; percentile among the dataset's rows)."""
     from generator.scoring.dataset import score_dataset
 
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    try:
-        with _Bar("scoring") as bar:
+    with _stoppable("scored rows are kept"), _Bar("scoring") as bar:
 
-            def progress(done: int, total: int) -> None:
-                if bar.task is None:
-                    bar.start(total, done)
-                else:
-                    bar.progress.update(bar.task, completed=done)
+        def progress(done: int, total: int) -> None:
+            if bar.task is None:
+                bar.start(total, done)
+            else:
+                bar.progress.update(bar.task, completed=done)
 
-            result = score_dataset(
-                dataset,
-                out=out,
-                scorer=scorer,
-                prompts=prompts,
-                prompt_column=prompt_column,
-                response_column=response_column,
-                overwrite=overwrite,
-                progress=progress,
-            )
-    except KeyboardInterrupt:
-        click.echo("interrupted: scored rows are kept; run the same command to resume", err=True)
-        sys.exit(130)
+        result = score_dataset(
+            dataset,
+            out=out,
+            scorer=scorer,
+            prompts=prompts,
+            prompt_column=prompt_column,
+            response_column=response_column,
+            overwrite=overwrite,
+            progress=progress,
+        )
     where = str(result.path)
     if result.resumed_from:
         where += f" (resumed after {result.resumed_from} rows)"
