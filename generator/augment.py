@@ -30,7 +30,7 @@ from typing import Any
 from generator import generators, outputs
 from generator.errors import ConfigError, InputError
 from generator.io import OnError, Shape, detect_shape, iter_seeds, records
-from generator.run import QUOTA_KEY, RunConfig, RunResult, generate
+from generator.run import RunConfig, RunResult, generate, quota_key
 from generator.runfolder import Run
 from generator.templates import Prompts
 
@@ -187,7 +187,7 @@ def pick(rows: Iterable[dict[str, Any]], wanted: dict[str, int]) -> list[dict[st
     chosen = []
     for key in order:
         unit = units[key]
-        quota = QUOTA_KEY.get(unit[0]["behavior"], unit[0]["behavior"])
+        quota = quota_key(unit[0]["behavior"])
         if quota in taken and taken[quota] + len(unit) <= wanted[quota]:
             if quota == "refusal" and len(unit) != 2:
                 continue
@@ -424,6 +424,6 @@ def augment(
         raise outputs.write_error(target, e) from None
     added = {name: 0 for name in wanted}
     for row in chosen:
-        added[QUOTA_KEY.get(row["behavior"], row["behavior"])] += 1
+        added[quota_key(row["behavior"])] += 1
     short = {k: v - added[k] for k, v in wanted.items() if added[k] < v}
     return AugmentResult(target, result, rows, added, wanted, short)

@@ -29,7 +29,11 @@ from generator.templates import Prompts
 from generator.values import Seed, Skip
 
 DEFAULT_BEHAVIORS = ("hedge", "refusal", "near_miss")
-QUOTA_KEY = {"contrast": "refusal"}  # a contrast counts toward its refusal pair's quota
+
+
+def quota_key(behavior: str) -> str:
+    """The quota a row counts toward: a contrast counts toward its refusal pair's."""
+    return "refusal" if behavior == "contrast" else behavior
 
 
 @dataclass(frozen=True)
@@ -231,7 +235,7 @@ class Pipeline:
     def remember(self, rows: Iterable[dict[str, Any]]) -> None:
         """Dataset rows already kept (by this run, or the part of it a resume keeps)."""
         for row in rows:
-            self.made[QUOTA_KEY.get(row["behavior"], row["behavior"])] += 1
+            self.made[quota_key(row["behavior"])] += 1
             if self.dedup is not None:
                 self.dedup.keep([row])
 
@@ -335,12 +339,11 @@ class Pipeline:
                 if len(full) == len(self.quota):
                     return
                 rows = tuple(
-                    [r for r in part if QUOTA_KEY.get(r["behavior"], r["behavior"]) not in full]
-                    for part in rows
+                    [r for r in part if quota_key(r["behavior"]) not in full] for part in rows
                 )
             if self.dedup is not None:  # in output order: the same rows win on every run
                 rows = (self.dedup.filter(*rows), rows[1])
-            self.made.update(QUOTA_KEY.get(r["behavior"], r["behavior"]) for r in rows[0])
+            self.made.update(quota_key(r["behavior"]) for r in rows[0])
             sink(rows)
 
         try:
