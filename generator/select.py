@@ -163,22 +163,19 @@ class NearDuplicates:
         self._kept[key] = (prompt.hashvalues, response.hashvalues)
         self._index(row["behavior"]).insert(key, prompt, check_duplication=False)
 
-    def _signatures(self, row: dict, prompts: dict | None = None):
-        """The row's prompt and response signatures (`prompts` caches a seed's prompt,
-        which most of its rows share)."""
+    def _signatures(self, row: dict, prompts: dict):
+        """The row's prompt and response signatures (`prompts` caches the prompts signed
+        so far: a seed's rows mostly share theirs)."""
         turns = row["messages"]
         prompt = turns[0]["content"]
-        if prompts is None or prompt not in prompts:
-            signature = self._signature(prompt)
-            if prompts is None:
-                return signature, self._signature(turns[-1]["content"])
-            prompts[prompt] = signature
+        if prompt not in prompts:
+            prompts[prompt] = self._signature(prompt)
         return prompts[prompt], self._signature(turns[-1]["content"])
 
     def keep(self, rows) -> None:
         """Rows kept earlier (a resumed run's dataset): later rows are compared with them."""
         for row in rows:
-            self._insert(row, *self._signatures(row))
+            self._insert(row, *self._signatures(row, {}))
 
     def filter(self, dataset_rows: list[dict], candidate_rows: list[dict]) -> list[dict]:
         """One seed's selected rows minus near-duplicate units; their candidate rows are
