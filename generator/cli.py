@@ -521,7 +521,7 @@ def report(run, out):
     from generator.report import summary, write_report
 
     result = write_report(run, out=out)
-    Console(highlight=False).print(summary(result))
+    Console(highlight=False).print(summary(result), soft_wrap=True)
     click.echo(f"report -> {result.path}")
 
 

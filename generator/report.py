@@ -266,7 +266,8 @@ def _target(run: Path, out: Path | str | None) -> Path:
 
 
 def summary(report: Report):
-    """The terminal summary: a rich table per behavior and a line of drop reasons."""
+    """The terminal summary: the run's path and status, a rich table per behavior and a line
+    of drop reasons. Print it with `soft_wrap=True`: a path is never broken across lines."""
     from rich.box import SIMPLE_HEAD
     from rich.console import Group
     from rich.table import Table
@@ -277,8 +278,6 @@ def summary(report: Report):
 
     # Two-line headers and no vertical rules: the table fits an 80-column terminal.
     table = Table(
-        title=f"{report.run} ({report.status})",
-        title_justify="left",
         box=SIMPLE_HEAD,
         show_edge=False,
         padding=(0, 1, 0, 0),
@@ -298,12 +297,13 @@ def summary(report: Report):
             f"{b.distinct[1]:.2f}",
             f"{b.openings[0][1]:.0%}" if b.openings else "—",
         )
+    heading = Text(f"{report.run} ({report.status})")
     lines = [Text(f"dropped: {_listed(report.dropped) or 'none'}")]
     if report.skipped:
         lines.append(Text(f"seeds skipped: {_listed(report.skipped)}"))
     if report.failed:
         lines.append(Text(f"failed: {_listed(report.failed)}"))
-    return Group(table, *lines)
+    return Group(heading, table, *lines)
 
 
 # --- page ----------------------------------------------------------------------------------

@@ -131,6 +131,17 @@ def test_a_killed_single_behavior_run_still_reports_and_notes_empty_plots(tmp_pa
     assert 'id="plot-hedge"' in page and "refusal" not in result.output
 
 
+@pytest.mark.parametrize("width", ["40", "200"])
+def test_the_summary_names_the_run_on_one_line_however_long_its_path(tmp_path, monkeypatch, width):
+    # The table is sized to the terminal; the run's path must not be wrapped with it (a
+    # test, or a user copying the path, must not depend on where the run folder lives).
+    monkeypatch.setenv("COLUMNS", width)
+    run = generate(tmp_path / ("a-long-folder-name-" * 8) / "run", "--behaviors", "hedge")
+    result = invoke("report", run)
+    assert result.exit_code == 0, result.output
+    assert f"{run} (complete)" in result.output.splitlines()
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
