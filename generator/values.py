@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,43 @@ class Seed:
             source=source,
             index=index,
         )
+
+
+CATEGORIES = ("HighlyKnown", "MaybeKnown", "WeaklyKnown", "Unknown")  # SliCK's
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """What the knowledge probe measured of the target model on one seed's question."""
+
+    p_correct: float
+    correct: int
+    samples: int
+    greedy_correct: bool
+    category: str
+
+    @classmethod
+    def measure(cls, greedy_correct: bool, right: Sequence[bool]) -> Knowledge:
+        correct = sum(right)
+        if greedy_correct:
+            category = "HighlyKnown" if correct == len(right) else "MaybeKnown"
+        else:
+            category = "WeaklyKnown" if correct else "Unknown"
+        p = round(correct / len(right), 4) if right else (1.0 if greedy_correct else 0.0)
+        return cls(p, correct, len(right), greedy_correct, category)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "p_correct": self.p_correct,
+            "correct": self.correct,
+            "samples": self.samples,
+            "greedy_correct": self.greedy_correct,
+            "category": self.category,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Knowledge:
+        return cls(d["p_correct"], d["correct"], d["samples"], d["greedy_correct"], d["category"])
 
 
 @dataclass(frozen=True)

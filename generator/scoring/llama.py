@@ -61,7 +61,9 @@ def check_gguf(path: Path, flag: str) -> None:
 class LlamaEngine:
     """One llama.cpp model and context; not thread-safe (the scorer gives it one thread)."""
 
-    def __init__(self, path: Path, context: int, threads: int | None = None):
+    def __init__(
+        self, path: Path, context: int, threads: int | None = None, sequences: int = SEQUENCES
+    ):
         try:
             import llama_cpp
         except ImportError:
@@ -87,7 +89,8 @@ class LlamaEngine:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = self.context
         params.n_batch = params.n_ubatch = BATCH
-        params.n_seq_max = SEQUENCES
+        params.n_seq_max = self.sequences = sequences
+        self.batch_size = BATCH
         params.kv_unified = True  # responses share the prompt's cells
         params.swa_full = True  # sliding-window layers keep every cell: sequences can be cut
         # llama.cpp's default is 4 threads whatever the machine; on 2 cores that is ~10% slower
