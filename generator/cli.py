@@ -148,9 +148,9 @@ _RUN_OPTIONS = [
         "--base-url",
         "base_urls",
         multiple=True,
-        envvar=["HEDGEROW_BASE_URL", "OPENAI_BASE_URL"],
-        help="OpenAI-compatible endpoint for --backend openai; repeat it to spread requests "
-        "over replicas (the API key comes from OPENAI_API_KEY).",
+        help="OpenAI-compatible endpoint for --backend openai (default: OPENAI_BASE_URL, "
+        "else OpenAI's); repeat it to spread requests over replicas (the API key comes "
+        "from OPENAI_API_KEY).",
     ),
     _option(
         "--concurrency",

@@ -291,3 +291,22 @@ def test_a_batch_against_the_llama_cpp_server(tmp_path, llama_server):
     assert manifest["requests"]["sent"] >= 3
     again = generate(llama_server, data, *args, "--overwrite")
     assert again.exit_code == 0 and "(0 sent," in again.output, again.output
+
+
+def test_openai_base_url_is_the_openai_backends_default_and_nothing_to_the_offline_one(
+    tmp_path,
+):
+    data = str(seeds(tmp_path / "s.jsonl", 2))
+    with FakeServer() as server:
+        env = {"OPENAI_BASE_URL": server.url}  # exported in the shell, for any OpenAI client
+        offline = CliRunner().invoke(main, ["generate", data, "-o", "offline"], env=env)
+        assert offline.exit_code == 0, offline.output
+        assert server.log.keys == []
+        args = ["generate", data, "-o", "run", "--backend", "openai", "--model", "fake"]
+        result = CliRunner().invoke(main, args, env=env)  # no API key: a local server needs none
+        assert result.exit_code == 0, result.output
+        assert len(server.log.keys) == 6
+    # set for hedgerow, it is a flag given to a backend that has no use for it
+    env = {"HEDGEROW_BASE_URL": server.url}
+    refused = CliRunner().invoke(main, ["generate", data, "-o", "r2"], env=env)
+    assert refused.exit_code == 1 and "--base-url is for --backend openai" in refused.output
