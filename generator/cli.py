@@ -148,9 +148,9 @@ _RUN_OPTIONS = [
         "--base-url",
         "base_urls",
         multiple=True,
-        envvar=["HEDGEROW_BASE_URL", "OPENAI_BASE_URL"],
-        help="OpenAI-compatible endpoint for --backend openai; repeat it to spread requests "
-        "over replicas (the API key comes from OPENAI_API_KEY).",
+        help="OpenAI-compatible endpoint for --backend openai (default: OPENAI_BASE_URL, "
+        "else OpenAI's); repeat it to spread requests over replicas (the API key comes "
+        "from OPENAI_API_KEY).",
     ),
     _option(
         "--concurrency",
@@ -346,6 +346,7 @@ def augment(dataset, output, mix, run_folder, shuffle, **options):
     for name, wanted in result.wanted.items():
         click.echo(f"  {name:<10} {result.added.get(name, 0):>6} added of {wanted}")
     click.echo(f"  run folder (every candidate, manifest): {result.run.path}")
+    _print_request_failures(result.run)
     skipped_rows = (result.run.manifest.get("input_errors") or {}).get("skipped_rows")
     if skipped_rows:
         click.echo(f"  input rows skipped (--on-error skip; see its manifest.json): {skipped_rows}")
@@ -362,6 +363,8 @@ def _print_summary(result) -> None:
     where = "dry run, nothing written" if result.path is None else str(result.path)
     if result.resumed_from:
         where += f" (resumed after {result.resumed_from} seeds)"
+    if result.retried:
+        where += f" (redid {result.retried} seeds from the first whose requests had failed)"
     click.echo(f"{result.seeds} seeds -> {where}")
     behaviors = sorted(set(counts["candidates"]) | {k.split(":")[0] for k in counts["skipped"]})
     for behavior in behaviors:
@@ -377,6 +380,7 @@ def _print_summary(result) -> None:
     if counts.get("failed"):
         reasons = ", ".join(f"{k} {v}" for k, v in counts["failed"].items())
         click.echo(f"  failed (see candidates.jsonl): {reasons}")
+    _print_request_failures(result)
     skipped_rows = (result.manifest.get("input_errors") or {}).get("skipped_rows")
     if skipped_rows:
         click.echo(f"  input rows skipped (--on-error skip; see manifest.json): {skipped_rows}")
@@ -400,6 +404,22 @@ def _print_summary(result) -> None:
                 f"  tokens: {usage.get('prompt', 0):,} prompt, "
                 f"{usage.get('completion', 0):,} completion"
             )
+
+
+def _print_request_failures(result) -> None:
+    """Requests that got no answer, by why, and that the same command asks them again."""
+    failures = result.request_failures
+    if not failures:
+        return
+    ranked = sorted(failures.items(), key=lambda kv: -kv[1])
+    why = ", ".join(f"{cause} {n}" for cause, n in ranked[:3])
+    if len(ranked) > 3:
+        why += f", {sum(n for _, n in ranked[3:])} other"
+    click.echo(
+        f"  requests without an answer: {sum(failures.values())} ({why}); run the same "
+        "command again to ask them again (finished work is kept)",
+        err=True,
+    )
 
 
 @main.command()

@@ -21,12 +21,12 @@ from typing import Any, Protocol
 from generator import __version__, backends, generators, scoring
 from generator.checks import BANK as CHECKS_BANK
 from generator.checks import Checker
-from generator.errors import ConfigError
+from generator.errors import ConfigError, EndpointError
 from generator.io import input_stats, iter_seeds
 from generator.runfolder import CANDIDATES, DATASET, REFERENCE, RunFolder, iter_rows
 from generator.select import NearDuplicates, select
 from generator.templates import Prompts
-from generator.values import Seed, Skip
+from generator.values import REQUEST_FAILED, Seed, Skip
 
 DEFAULT_BEHAVIORS = ("hedge", "refusal", "near_miss")
 
@@ -91,23 +91,30 @@ class RunResult:
     resumed_from: int
     counts: dict[str, Any]
     seconds: float
-    status: str = "complete"
+    status: str = "complete"  # or interrupted, dry-run (a run that made no row because
+    # its requests failed raises EndpointError instead; its manifest says "failed")
     manifest: dict[str, Any] = field(default_factory=dict)
     requests: dict[str, Any] | None = None  # --backend openai: what was asked and spent
+    retried: int = 0  # seeds done again because their requests had failed last time
+
+    @property
+    def request_failures(self) -> dict[str, int]:
+        """Requests that got no answer, by why; the same command asks them again."""
+        return self.counts.get("request_failures", {})
 
 
 def tally(rows: Iterable[dict[str, Any]], counts: dict[str, Counter] | None = None):
-    """Counts per behavior and reason from candidate rows (one definition for all reports)."""
-    counts = (
-        counts
-        if counts is not None
-        else {k: Counter() for k in ("candidates", "selected", "dropped", "skipped", "failed")}
-    )
+    """Counts per behavior and reason from candidate rows (one definition for all reports);
+    `request_failures` counts the requests that got no answer by why."""
+    kinds = ("candidates", "selected", "dropped", "skipped", "failed", "request_failures")
+    counts = counts if counts is not None else {k: Counter() for k in kinds}
     for row in rows:
         behavior = row["behavior"]
         status = row.get("status")
         if status in ("skipped", "failed"):
             counts[status][f"{behavior}:{row['reason']}"] += 1
+            if row["reason"] == REQUEST_FAILED:
+                counts["request_failures"][row.get("detail") or "unknown"] += 1
             continue
         counts["candidates"][behavior] += 1
         if status == "selected":
@@ -119,6 +126,16 @@ def tally(rows: Iterable[dict[str, Any]], counts: dict[str, Counter] | None = No
 
 def _plain(counts: dict[str, Counter]) -> dict[str, dict[str, int]]:
     return {k: dict(sorted(v.items())) for k, v in counts.items()}
+
+
+def _settled(candidate_rows: list[dict]) -> bool:
+    """A seed none of whose requests failed; an unsettled one is done again on resume."""
+    return not any(r.get("reason") == REQUEST_FAILED for r in candidate_rows)
+
+
+def _unusable(counts: dict[str, dict[str, int]]) -> int:
+    """Replies that came back but could not be used (failed rows other than no answer)."""
+    return sum(v for k, v in counts["failed"].items() if not k.endswith(":" + REQUEST_FAILED))
 
 
 class Pipeline:
@@ -451,7 +468,7 @@ def generate(
     def write(rows: tuple[list, list]) -> None:
         if stats is not None:
             folder.carried = {"usage": _usage(stats, carried)}
-        folder.write(*rows)
+        folder.write(*rows, settled=_settled(rows[1]))
         noted()
 
     def keep_reference(reference: scoring.Reference) -> None:
@@ -474,6 +491,8 @@ def generate(
                 pipeline.backend.cache.close()
             folder.checkpoint()
             counts = _plain(tally(iter_rows(folder.path / CANDIDATES)))
+            if status == "complete" and counts["request_failures"] and not counts["candidates"]:
+                status = "failed"  # no row could be made because requests failed
             seconds = time.time() - started
             requests = _requests(stats, config)
             manifest = _manifest(
@@ -494,6 +513,12 @@ def generate(
             folder.write_manifest(manifest)
         finally:
             folder.close()
+    if status == "failed":  # finished work is kept: the same command asks the rest again
+        failures = counts["request_failures"]
+        causes = dict(sorted(failures.items(), key=lambda kv: -kv[1])[:3])
+        raise EndpointError(
+            pipeline.backend.failed_message(sum(failures.values()), causes, _unusable(counts))
+        )
     return RunResult(
         folder.path,
         total,
@@ -503,6 +528,7 @@ def generate(
         status,
         manifest,
         requests=requests,
+        retried=folder.retried,
     )
 
 

@@ -7,6 +7,12 @@ is cut back to its last journaled length: a line half-written by a killed proces
 rows of a seed that was not journaled, disappear, and that seed is simply done again.
 Generation is deterministic, so the resumed run writes the same bytes as one that never
 stopped.
+
+A seed can be written *unsettled* (its requests failed: a re-run should ask them again).
+Every checkpoint after it also records where the first unsettled seed began (`retry`),
+and a resume cuts the files back to there, so that seed and every later one are done
+again: answers that arrived come from the response cache, the failed ones are asked
+again, and the files end as if nothing had failed.
 """
 
 from __future__ import annotations
@@ -62,6 +68,8 @@ class RunFolder:
         self._lockfile = None
         self._last_checkpoint = 0.0
         self.done = 0
+        self.retried = 0  # seeds a resume does again because their requests had failed
+        self._retry: dict[str, Any] | None = None  # where the first unsettled seed began
         # Journaled with every checkpoint and read back on resume: running totals the
         # run keeps across restarts (the tokens it has spent).
         self.carried: dict[str, Any] = {}
@@ -140,7 +148,10 @@ class RunFolder:
                 "-o folder, or pass --overwrite to start over"
             )
         checkpoints = [e for e in entries[1:] if "done" in e]
-        sizes = checkpoints[-1]["sizes"] if checkpoints else dict.fromkeys(_DATA_FILES, 0)
+        last = checkpoints[-1] if checkpoints else {"done": 0}
+        sizes = last.get("sizes") or dict.fromkeys(_DATA_FILES, 0)
+        self.carried = last.get("carried", {})
+        done = last["done"]
         try:
             for name in _DATA_FILES:
                 file = self.path / name
@@ -151,22 +162,36 @@ class RunFolder:
                         f"{sizes[name]} bytes); it was edited or truncated, "
                         "so pass --overwrite to start over"
                     )
-                with file.open("ab") as fh:
-                    fh.truncate(sizes[name])
             with journal.open("ab") as fh:
                 fh.truncate(length)
+                if retry := last.get("retry"):
+                    # Journal the cut before making it: a kill in between leaves files
+                    # longer than the journal says, which the next start cuts again.
+                    self.retried = done - retry["done"]
+                    done, sizes = retry["done"], retry["sizes"]
+                    entry = {"done": done, "sizes": sizes}
+                    if self.carried:
+                        entry["carried"] = self.carried
+                    fh.write(dumps(entry).encode("utf-8"))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            for name in _DATA_FILES:
+                with (self.path / name).open("ab") as fh:
+                    fh.truncate(sizes[name])
         except OSError as e:
             raise self._fail("repair the folder", e) from None
-        self.carried = checkpoints[-1].get("carried", {}) if checkpoints else {}
-        return checkpoints[-1]["done"] if checkpoints else 0
+        return done
 
     def _append_journal(self, entry: dict[str, Any]) -> None:
         self._journal.write(dumps(entry).encode("utf-8"))
         self._journal.flush()
         os.fsync(self._journal.fileno())
 
-    def write(self, dataset_rows: list[dict], candidate_rows: list[dict]) -> None:
-        """Append one seed's rows (buffered until the next checkpoint)."""
+    def write(
+        self, dataset_rows: list[dict], candidate_rows: list[dict], settled: bool = True
+    ) -> None:
+        """Append one seed's rows (buffered until the next checkpoint); an unsettled seed
+        is done again, with every seed after it, when the run is resumed."""
         blobs = {
             CANDIDATES: "".join(map(dumps, candidate_rows)).encode("utf-8"),
             DATASET: "".join(map(dumps, dataset_rows)).encode("utf-8"),
@@ -176,6 +201,8 @@ class RunFolder:
                 self._files[name].write(blob)
         except OSError as e:
             raise self._fail("write", e) from None
+        if not settled and self._retry is None:
+            self._retry = {"done": self.done, "sizes": dict(self._sizes)}
         # Only now is the seed whole in both files: a checkpoint never records half of one,
         # even when an interrupt lands between the two writes above.
         for name, blob in blobs.items():
@@ -191,6 +218,8 @@ class RunFolder:
                 fh.flush()
                 os.fsync(fh.fileno())
             entry = {"done": self.done, "sizes": dict(self._sizes)}
+            if self._retry is not None:
+                entry["retry"] = self._retry
             if self.carried:
                 entry["carried"] = self.carried
             self._append_journal(entry)

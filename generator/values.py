@@ -134,6 +134,11 @@ class Example:
         }
 
 
+# A request that got no answer (the transport gave up): unlike every other skip or
+# failure it is not the last word on its seed, so a re-run asks it again.
+REQUEST_FAILED = "request_failed"
+
+
 @dataclass(frozen=True)
 class Skip:
     """Why a seed gave a behavior nothing: skipped (unsuitable) or failed (a request)."""

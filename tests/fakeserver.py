@@ -6,8 +6,8 @@ an optional fixed delay, and injects faults on request:
 
 - `fault_rate` of requests get one of `faults`: `429` (with Retry-After), `500`, `stall`
   (no answer for `stall_seconds`, past the client's timeout), `truncate` (a body cut
-  short), `garbage` (200 with HTML, not JSON), `bad_content` (a completion whose text is
-  not the JSON asked for);
+  short), `garbage` (200 with HTML, not JSON), `empty` (200 with an empty body),
+  `bad_content` (a completion whose text is not the JSON asked for);
 - `rate_limit_seconds`: every request is a 429 for that long after the first request;
 - `reject_json_schema`: refuse `response_format` of type json_schema (as a server
   without structured output does), so the client must fall back.
@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-FAULTS = ("429", "500", "stall", "truncate", "garbage", "bad_content")
+FAULTS = ("429", "500", "stall", "truncate", "garbage", "empty", "bad_content")
 
 
 @dataclass
@@ -264,6 +264,8 @@ class FakeServer:
             return await self._finish(
                 writer, key, "garbage", 200, b"<html>upstream hiccup</html>", ctype="text/html"
             )
+        if fault == "empty":
+            return await self._finish(writer, key, "empty", 200, b"")
         content = "Sorry, I cannot format that." if fault == "bad_content" else answer(messages)
         payload = json.dumps(
             {

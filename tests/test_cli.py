@@ -122,6 +122,21 @@ def test_prompts_overlay_changes_output(tmp_path):
         (b'{"question": "a"}\n', ["e.jsonl", "--behaviors", ","], "--behaviors is empty"),
         (b'{"question": "a"}\n', ["e.jsonl", "--behaviors", "hedge,hedge"], "hedge twice"),
         (b'{"question": "a"}\n', ["e.jsonl", "gone.jsonl", "--limit", "1"], "gone.jsonl"),
+        (
+            b'{"question": "a"}\n',
+            ["e.jsonl", "--backend", "openai", "--model", "m", "--base-url", "not a url"],
+            "--base-url 'not a url' is not an http(s) URL",
+        ),
+        (
+            b'{"question": "a"}\n',
+            ["e.jsonl", "--backend", "openai", "--model", "m", "--base-url", "ftp://h/v1"],
+            "--base-url 'ftp://h/v1' is not an http(s) URL",
+        ),
+        (
+            b'{"question": "a"}\n',
+            ["e.jsonl", "--backend", "openai", "--model", "m", "--base-url", "http://h:x/v1"],
+            "is not an http(s) URL",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_1(tmp_path, setup, args, message):
@@ -132,6 +147,18 @@ def test_bad_input_is_one_line_exit_1(tmp_path, setup, args, message):
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+
+
+def test_a_bad_openai_base_url_is_refused_before_anything_is_written(tmp_path):
+    (tmp_path / "e.jsonl").write_text('{"question": "a"}\n')
+    args = ["generate", "e.jsonl", "-o", "run", "--backend", "openai", "--model", "m"]
+    result = CliRunner().invoke(main, args, env={"OPENAI_BASE_URL": "localhost:8000"})
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "Error: OPENAI_BASE_URL 'localhost:8000' is not an http(s) URL; give the endpoint's "
+        "address, e.g. http://localhost:8000/v1"
+    )
+    assert not (tmp_path / "run").exists()
 
 
 def test_repeated_seed_ids_are_bad_input_and_repeated_rows_still_give_unique_ids(tmp_path):

@@ -94,11 +94,12 @@ def test_a_request_that_keeps_failing_is_recorded_and_the_run_goes_on(tmp_path):
             "--retries",
             "2",
         )
-    assert result.exit_code == 0, result.output
+    # every request failed: exit 1 (see below), but each one is a row and both seeds ran
+    assert result.exit_code == 1, result.output
     failed = [r for r in read_jsonl(tmp_path / "run" / "candidates.jsonl")]
     assert [(r["status"], r["reason"]) for r in failed] == [("failed", "request_failed")] * 2
-    assert "500" in failed[0]["detail"]
-    assert "hedge:request_failed 2" in result.output
+    assert [r["detail"] for r in failed] == ["HTTP 500: oops"] * 2
+    assert "all 2 requests" in result.output
 
 
 def test_rerun_sends_nothing_and_a_changed_template_resends_only_its_requests(tmp_path):
@@ -291,3 +292,165 @@ def test_a_batch_against_the_llama_cpp_server(tmp_path, llama_server):
     assert manifest["requests"]["sent"] >= 3
     again = generate(llama_server, data, *args, "--overwrite")
     assert again.exit_code == 0 and "(0 sent," in again.output, again.output
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "fault, cause",
+    [
+        ("500", "HTTP 500: oops"),
+        ("garbage", "an HTML page instead of a chat completion"),
+        ("empty", "an empty body instead of a chat completion"),
+        ("truncate", "the connection closed before the reply was complete"),
+        ("stall", "no reply within 0.3 s (--timeout)"),
+        ("refused", "connection refused"),
+    ],
+)
+def test_a_run_whose_every_request_fails_exits_1_and_the_same_command_asks_again(
+    tmp_path, fault, cause
+):
+    data = str(seeds(tmp_path / "s.jsonl", 3))
+    args = ["--behaviors", "hedge,near_miss", "--retries", "0", "--timeout", "0.3"]
+    with FakeServer() as clean:
+        assert generate(clean.url, data, "-o", "clean", *args).exit_code == 0
+    port = _closed_port()
+    plan = Plan(fault_rate=1.0, faults=(fault,), stall_seconds=1.0)
+    if fault == "refused":
+        failed = generate(f"http://127.0.0.1:{port}/v1", data, "-o", "run", *args)
+    else:
+        with FakeServer(plan, port=port) as server:
+            failed = generate(server.url, data, "-o", "run", *args)
+    assert failed.exit_code == 1, failed.output
+    (line,) = failed.output.strip().splitlines()
+    assert line.startswith(f"Error: all 6 requests to http://127.0.0.1:{port}/v1 failed ({cause}")
+    assert line.endswith("run the same command again (finished work is kept)")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert sum(manifest["counts"]["request_failures"].values()) == 6
+    # the endpoint fixed, the same command asks exactly what failed, and ends where a run
+    # that never failed does
+    with FakeServer(port=port) as server:
+        again = generate(server.url, data, "-o", "run", *args)
+    assert again.exit_code == 0, again.output
+    assert len(server.log.keys) == 6
+    for name in ("dataset.jsonl", "candidates.jsonl"):
+        assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_no_row_made_because_requests_failed_exits_1_even_when_some_replies_came(tmp_path):
+    data = str(seeds(tmp_path / "s.jsonl", 4))
+    plan = Plan(fault_rate=1.0, faults=("500", "bad_content"), seed=5)
+    with FakeServer(plan) as server:
+        result = generate(
+            server.url, data, "-o", "run", "--behaviors", "hedge", "--retries", "0", "--reasks", "0"
+        )
+    assert server.log.outcomes["500"] and server.log.outcomes["bad_content"]
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    unusable = server.log.outcomes["bad_content"]
+    assert f"failed (HTTP 500: oops) and {unusable} replies were unusable;" in line
+
+
+def test_failed_requests_are_counted_by_why_and_a_rerun_asks_only_them(tmp_path):
+    data = str(seeds(tmp_path / "s.jsonl", 20))
+    args = ["--retries", "0", "--concurrency", "4"]
+    with FakeServer() as clean:
+        assert generate(clean.url, data, "-o", "clean", *args).exit_code == 0
+    plan = Plan(fault_rate=0.3, faults=("500", "empty"), seed=3)
+    with FakeServer(plan) as server:
+        first = generate(server.url, data, "-o", "run", *args)
+        assert first.exit_code == 0, first.output  # some requests were answered
+        rows = read_jsonl(tmp_path / "run" / "candidates.jsonl")
+        failed = [r for r in rows if r.get("reason") == "request_failed"]
+        by_cause = Counter(r["detail"] for r in failed)
+        assert set(by_cause) == {"HTTP 500: oops", "an empty body instead of a chat completion"}
+        line = next(x for x in first.output.splitlines() if "without an answer" in x)
+        assert f"requests without an answer: {len(failed)} (" in line
+        for cause, n in by_cause.items():
+            assert f"{cause} {n}" in line
+        assert "run the same command again to ask them again" in line
+        asked = len(server.log.keys)
+        server.plan.fault_rate = 0
+        again = generate(server.url, data, "-o", "run", *args)
+        assert again.exit_code == 0, again.output
+        assert len(server.log.keys) - asked == len(failed)  # the answered ones are cached
+        assert "without an answer" not in again.output
+        assert generate(server.url, data, "-o", "run", *args).exit_code == 0
+        assert len(server.log.keys) - asked == len(failed)  # settled: nothing more to ask
+    for name in ("dataset.jsonl", "candidates.jsonl"):
+        assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+
+
+def test_augment_against_a_dead_endpoint_exits_1_and_writes_no_output(tmp_path):
+    data = seeds(tmp_path / "d.jsonl", 10)
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    args = ["augment", str(data), "--mix", "hedge=0.4", "--run", "run", "-o", "out.jsonl"]
+    args += ["--backend", "openai", "--model", "fake", "--retries", "0"]
+    dead = CliRunner().invoke(main, [*args, "--base-url", url])
+    assert dead.exit_code == 1, dead.output
+    assert "failed (connection refused); check --base-url" in dead.output
+    assert len(dead.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out.jsonl").exists()
+    with FakeServer() as server:
+        fixed = CliRunner().invoke(main, [*args, "--base-url", server.url])
+    assert fixed.exit_code == 0, fixed.output
+    assert len(read_jsonl(tmp_path / "out.jsonl")) == 14
+
+
+def test_openai_base_url_is_the_openai_backends_default_and_nothing_to_the_offline_one(
+    tmp_path,
+):
+    data = str(seeds(tmp_path / "s.jsonl", 2))
+    with FakeServer() as server:
+        env = {"OPENAI_BASE_URL": server.url}  # exported in the shell, for any OpenAI client
+        offline = CliRunner().invoke(main, ["generate", data, "-o", "offline"], env=env)
+        assert offline.exit_code == 0, offline.output
+        assert server.log.keys == []
+        args = ["generate", data, "-o", "run", "--backend", "openai", "--model", "fake"]
+        result = CliRunner().invoke(main, args, env=env)  # no API key: a local server needs none
+        assert result.exit_code == 0, result.output
+        assert len(server.log.keys) == 6
+    # set for hedgerow, it is a flag given to a backend that has no use for it
+    env = {"HEDGEROW_BASE_URL": server.url}
+    refused = CliRunner().invoke(main, ["generate", data, "-o", "r2"], env=env)
+    assert refused.exit_code == 1 and "--base-url is for --backend openai" in refused.output
+
+
+@pytest.mark.slow
+def test_a_rerun_after_failures_killed_midway_still_ends_with_the_clean_bytes(tmp_path):
+    data = str(seeds(tmp_path / "s.jsonl", 40))
+    args = ["generate", data, "--backend", "openai", "--model", "fake", "--concurrency", "4"]
+    with FakeServer(Plan(delay=0.02)) as clean:
+        proc = _run_cli([*args, "--base-url", clean.url, "-o", "clean"])
+        assert proc.wait(60) == 0, proc.stderr.read()
+    port = _closed_port()
+    with FakeServer(Plan(fault_rate=0.2, faults=("500",), seed=1), port=port) as server:
+        proc = _run_cli([*args, "--base-url", server.url, "-o", "run", "--retries", "0"])
+        assert proc.wait(60) == 0, proc.stderr.read()
+    failed = sum(
+        r.get("reason") == "request_failed"
+        for r in read_jsonl(tmp_path / "run" / "candidates.jsonl")
+    )
+    assert failed > 0
+    with FakeServer(Plan(delay=0.3), port=port) as server:
+        for kill in (1, 2):  # killed twice while it redoes the seeds, then left to finish
+            proc = _run_cli([*args, "--base-url", server.url, "-o", "run"])
+            deadline = time.monotonic() + 30
+            while server.log.outcomes["ok"] < 4 * kill and time.monotonic() < deadline:
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(30) == -9
+        assert server.log.outcomes["ok"] < failed  # it was stopped before it was done
+        proc = _run_cli([*args, "--base-url", server.url, "-o", "run"])
+        assert proc.wait(60) == 0, proc.stderr.read()
+        assert len(set(server.log.keys)) == failed
+    for name in ("dataset.jsonl", "candidates.jsonl"):
+        assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()

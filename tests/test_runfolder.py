@@ -87,3 +87,21 @@ def test_second_writer_is_refused(tmp_path):
         RunFolder(tmp_path / "run", "fp").open()
     first.close()
     RunFolder(tmp_path / "run", "fp").open()
+
+
+def test_a_resume_redoes_from_the_first_unsettled_seed_and_journals_the_cut(tmp_path):
+    folder = RunFolder(tmp_path / "run", "fp", checkpoint_seconds=0)
+    folder.open()
+    folder.write([{"id": 1}], [{"c": 1}])
+    folder.write([], [{"c": 2, "failed": True}], settled=False)  # its requests failed
+    folder.write([{"id": 3}], [{"c": 3}])
+    folder.close()
+    again = RunFolder(tmp_path / "run", "fp")
+    assert again.open() == 1 and again.retried == 2
+    again.close()
+    assert (tmp_path / "run" / DATASET).read_text() == '{"id": 1}\n'
+    assert (tmp_path / "run" / CANDIDATES).read_text() == '{"c": 1}\n'
+    # the cut is in the journal: the next start resumes from there, and redoes nothing more
+    third = RunFolder(tmp_path / "run", "fp")
+    assert third.open() == 1 and third.retried == 0
+    third.close()

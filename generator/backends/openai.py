@@ -12,29 +12,35 @@ into examples (`parse`). Three budgets are kept apart:
 - content: a reply that is not valid JSON for the schema goes back to the model with the
   error (`reask.j2`), at most `reasks` times.
 
-A request that exhausts its budget becomes a `failed` row (seed, behavior, error) and the
-run goes on. Every answer is cached before it is used, so nothing is asked twice.
+A request that exhausts its budget becomes a `failed` row (seed, behavior, and why, in a
+few stable words: "connection refused", "HTTP 500: ...") and the run goes on. Every answer
+is cached before it is used, so nothing is asked twice; a failure is not an answer, so a
+re-run asks it again (see `RunFolder`'s unsettled seeds).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import re
+import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from generator.backends.cache import ResponseCache, request_key
 from generator.backends.throttle import Throttle
 from generator.errors import ConfigError
 from generator.generators import Ask, Generator, ReplyError
 from generator.templates import Prompts
-from generator.values import Example, Seed, Skip, short_hash
+from generator.values import REQUEST_FAILED, Example, Seed, Skip, short_hash
 
 LLM_BANK = "llm.toml"
+DEFAULT_URL = "https://api.openai.com/v1"  # the SDK's own default
 REASK = "reask.j2"
 FORMATS = ("json_schema", "json_object_schema", "json_object", "none")
 
@@ -59,7 +65,8 @@ class BadResponse(Exception):
 
 
 class RequestFailed(Exception):
-    """A request that used up its transport budget, or that the server refused."""
+    """A request that used up its transport budget, or that the server refused; its text
+    says why in a few words that are the same for every request failing the same way."""
 
 
 @dataclass
@@ -157,7 +164,15 @@ class OpenAIBackend:
         dry_run: bool = False,
     ):
         self.prompts = prompts
-        self.settings = settings
+        # OPENAI_BASE_URL is read here, for this backend only: exported for other tools,
+        # it must not make an offline run fail (as a --base-url would).
+        urls = settings.base_urls
+        if not urls and (env := os.environ.get("OPENAI_BASE_URL", "").strip()):
+            urls = (env,)
+            check_url(env, "OPENAI_BASE_URL")
+        for url in settings.base_urls:
+            check_url(url, "--base-url")
+        self.settings = settings = replace(settings, base_urls=urls)
         self.seed = seed
         self.cache = cache
         self.dry_run = dry_run
@@ -188,6 +203,29 @@ class OpenAIBackend:
     def templates(self) -> list[str]:
         return [LLM_BANK, REASK]
 
+    @property
+    def endpoint(self) -> str:
+        """Where the requests go, for messages."""
+        return ", ".join(self.settings.base_urls) or DEFAULT_URL
+
+    def failed_message(self, failed: int, causes: dict[str, int], unusable: int = 0) -> str:
+        """The one line for a run that made no row because requests failed: what failed,
+        why, and the fix."""
+        why = ", ".join(c if len(causes) == 1 else f"{c} ({n})" for c, n in causes.items())
+        if any(c.startswith(("connection refused", "host not found")) for c in causes):
+            fix = "check --base-url"
+        elif any(c.startswith("no reply within") for c in causes):
+            fix = "check that the server answers, or raise --timeout"
+        else:
+            fix = "check the server (and --base-url, --model)"
+        what = f"all {failed} requests to {self.endpoint} failed ({why})"
+        if unusable:
+            what = (
+                f"no row was made: {failed} requests to {self.endpoint} failed ({why}) and "
+                f"{unusable} replies were unusable"
+            )
+        return f"{what}; {fix} and run the same command again (finished work is kept)"
+
     # -- the generator side ------------------------------------------------------------
 
     async def produce(
@@ -213,7 +251,7 @@ class OpenAIBackend:
                 content = await self.complete(messages, ask, sample)
             except RequestFailed as e:
                 self.stats.failed += 1
-                return [Skip(seed.id, generator.name, "request_failed", str(e), status="failed")]
+                return [Skip(seed.id, generator.name, REQUEST_FAILED, str(e), status="failed")]
             if content is None:  # --dry-run: rendered and counted, nothing sent
                 return []
             try:
@@ -258,7 +296,7 @@ class OpenAIBackend:
         api_key = s.api_key or "not-needed"  # local servers ignore it; the SDK wants one
         first = openai.AsyncOpenAI(
             api_key=api_key,
-            base_url=s.base_urls[0] if s.base_urls else None,
+            base_url=s.base_urls[0] if s.base_urls else DEFAULT_URL,
             timeout=s.timeout,
             max_retries=0,  # tenacity retries, with our budget and our throttle
         )
@@ -374,7 +412,7 @@ class OpenAIBackend:
         except (BadResponse, ValueError) as e:
             self.stats.sent += 1
             self.stats.error("bad_response")
-            raise BadResponse(_one_line(e)) from None
+            raise BadResponse(_bad_body(e)) from None
         finally:
             await replica.throttle.release(outcome, wait)
             self.stats.circuit_openings = sum(r.throttle.openings for r in self._replicas)
@@ -396,7 +434,7 @@ class OpenAIBackend:
         self.stats.retries += 1
 
     def _describe(self, error: BaseException | None) -> str:
-        text = _one_line(error) if error is not None else "unknown error"
+        text = _cause(error, self.settings.timeout) if error is not None else "unknown error"
         key = self.settings.api_key
         if key:
             text = text.replace(key, "***")
@@ -430,8 +468,69 @@ def _about_format(error: BaseException) -> bool:
     )
 
 
+def check_url(url: str, where: str) -> None:
+    """A one-line error, before anything is sent, for an endpoint that is not an http(s) URL."""
+    try:
+        parts = urlsplit(url)
+        good = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        good = False
+    if not good:
+        raise ConfigError(
+            f"{where} {url!r} is not an http(s) URL; give the endpoint's address, "
+            "e.g. http://localhost:8000/v1"
+        )
+
+
+def _cause(error: BaseException, timeout: float) -> str:
+    """Why a request failed, in words that do not vary from one request to the next (the
+    summary counts failures by them)."""
+    import openai
+
+    if isinstance(error, openai.APITimeoutError):
+        return f"no reply within {timeout:g} s (--timeout)"
+    if isinstance(error, openai.APIConnectionError):
+        return _connection_cause(error)
+    if isinstance(error, openai.APIStatusError):
+        body = error.body  # the server's error object, or its text when it is not JSON
+        said = body.get("message", json.dumps(body)) if isinstance(body, dict) else body
+        said = _one_line(Exception(said))[:100] if isinstance(said, str) and said.strip() else ""
+        return f"HTTP {error.status_code}" + (f": {said}" if said else "")
+    return _one_line(error)
+
+
+def _connection_cause(error: BaseException) -> str:
+    chain, seen = [], error
+    while seen is not None and len(chain) < 10:  # the SDK wraps httpx wraps httpcore wraps OSError
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for link in reversed(chain):
+        if isinstance(link, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(link, socket.gaierror):
+            return f"host not found: {link.strerror.lower()}"
+        if isinstance(link, OSError) and link.strerror:
+            return link.strerror[:1].lower() + link.strerror[1:]
+    if any(type(link).__name__ in ("RemoteProtocolError", "ReadError") for link in chain):
+        return "the connection closed before the reply was complete"
+    return _one_line(chain[-1])
+
+
+def _bad_body(error: BaseException) -> str:
+    """A 200 whose body is not a chat completion, described."""
+    if isinstance(error, json.JSONDecodeError):
+        if not error.doc.strip():
+            return "an empty body instead of a chat completion"
+        return "a body that is not JSON (cut off or garbled) instead of a chat completion"
+    return _one_line(error)
+
+
 def _reply_value(response: Any) -> dict[str, Any]:
     """What the cache keeps of a completion: its text, why it stopped, its token usage."""
+    if isinstance(response, str):  # the SDK hands back a body that is not JSON as text
+        what = "an HTML page" if response.lstrip().startswith("<") else "text"
+        raise BadResponse(f"{what} instead of a chat completion ({response.strip()[:40]!r})")
     choices = getattr(response, "choices", None)
     if not choices:
         raise BadResponse(f"not a chat completion: {str(response)[:80]!r}")
