@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from generator import generators, outputs
+from generator import generators, jsontext, outputs
 from generator.errors import ConfigError, InputError
 from generator.io import OnError, Shape, detect_shape, iter_seeds, records
 from generator.run import RunConfig, RunResult, generate, quota_key
@@ -257,7 +257,7 @@ def _write_lines(layout: Layout, new: list[dict], target: Path, shuffle: bool, s
         lines = [line for line in raw[len(bom) :].splitlines(keepends=True) if line.strip()]
         if lines and not lines[-1].endswith(b"\n"):
             lines[-1] += b"\n"
-        added = [json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in new]
+        added = [jsontext.dumps(r, ensure_ascii=False).encode() + b"\n" for r in new]
         blob = bom + b"".join(_mixed(lines, added, shuffle, seed))
     tmp = outputs.temporary(target)
     tmp.write_bytes(blob)
@@ -280,7 +280,7 @@ def _write_json(layout: Layout, new: list[dict], target: Path, shuffle: bool, se
     colon = ": " if re.search(r'":\s', head) else ":"
     comma = "," if indent is not None or not re.search(r"[}\]\"\d],\s", head) else ", "
     escaped = text.isascii() and "\\u" in text
-    body = json.dumps(
+    body = jsontext.dumps(
         _mixed(items, new, shuffle, seed),
         ensure_ascii=escaped,
         indent=indent,

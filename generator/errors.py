@@ -6,7 +6,8 @@
     ├── ConfigError               flags or settings that do not fit together
     │   └── NotAvailableError     a flag for a feature this version does not have yet
     ├── RunFolderError            an output folder that cannot be used for this run
-    └── ScorerError               a fit scorer that cannot be loaded, reached or used
+    ├── ScorerError               a fit scorer that cannot be loaded, reached or used
+    └── JSONValueError            a value strict JSON cannot hold (NaN) on its way to a file
 
 Every message is one line and names the file, line or field it is about.
 """
@@ -38,3 +39,7 @@ class RunFolderError(HedgerowError):
 
 class ScorerError(HedgerowError):
     """A fit scorer that cannot be loaded, reached or used."""
+
+
+class JSONValueError(HedgerowError, ValueError):
+    """A value strict JSON cannot hold (NaN, infinity) on its way into a file."""
