@@ -188,6 +188,7 @@ class Pipeline:
         if config.scorer != "none":
             used.append(scoring.FRAME)
         names = sorted({*used, *self.backend.templates(), CHECKS_BANK})
+        self.prompts.check_banks(names)
         self.template_hashes = {name: self.prompts.sha256(name) for name in names}
         if config.backend == "openai":  # render one request now: a broken template fails first
             self._probe_templates()

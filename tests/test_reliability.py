@@ -502,3 +502,29 @@ def test_limit_stops_reading_so_rows_past_it_are_not_reported(tmp_path):
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["seeds"]["total"] == 2 and manifest["input_errors"]["skipped_rows"] == 0
+
+
+# --------------------------------------------------------------------------- phrase banks
+
+
+def one_line(result, *expected):
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    for text in expected:
+        assert text in line, line
+    return line
+
+
+def test_a_bank_with_a_wrong_type_in_an_overlay_is_one_line_before_any_output(tmp_path):
+    bank = tmp_path / "p" / "hedge" / "phrases.toml"
+    bank.parent.mkdir(parents=True)
+    shipped = (EXAMPLES.parents[1] / "prompts" / "hedge" / "phrases.toml").read_text()
+    bank.write_text(shipped.replace("skip_prompt_starts = [", "skip_prompt_starts = 5\nx = ["))
+    result = invoke("generate", EXAMPLES, "-o", tmp_path / "run", "--prompts", tmp_path / "p")
+    line = one_line(result)
+    assert line == (
+        "Error: hedge/phrases.toml: skip_prompt_starts must be a list of strings, not an "
+        f"integer; fix it in {bank}"
+    )
+    assert not (tmp_path / "run").exists()
