@@ -19,7 +19,6 @@ as two rows and never splits them. `--shuffle` mixes the new rows in (determinis
 from __future__ import annotations
 
 import csv
-import json
 import random
 import re
 from collections.abc import Iterable
@@ -29,7 +28,7 @@ from typing import Any
 
 from generator import generators, jsontext, outputs
 from generator.errors import ConfigError, InputError
-from generator.io import OnError, Shape, detect_shape, iter_seeds, records
+from generator.io import OnError, Shape, detect_shape, iter_seeds, load_json, records
 from generator.run import RunConfig, RunResult, generate, quota_key
 from generator.runfolder import Run
 from generator.templates import Prompts
@@ -145,6 +144,7 @@ class Layout:
 def layout(
     path: Path, prompt_column: str | None, response_column: str | None, on_error: OnError = None
 ) -> Layout:
+    rows = records(path, on_error)  # first: it refuses a pipe before anything opens it
     if path.is_dir():
         kind = "disk"
     else:
@@ -154,7 +154,7 @@ def layout(
         )
         if kind == "json" and _is_jsonl(path):
             kind = "jsonl"
-    for where, row in records(path, on_error):
+    for where, row in rows:
         shape = detect_shape(row.keys(), str(path), prompt_column, response_column)
         if shape.name not in ("messages", "conversations") and not shape.response:
             raise InputError(
@@ -270,7 +270,7 @@ def _write_json(layout: Layout, new: list[dict], target: Path, shuffle: bool, se
     raw = layout.path.read_bytes()
     bom = _BOM if raw.startswith(_BOM) else b""
     text = raw[len(bom) :].decode("utf-8")
-    items = json.loads(text)
+    items = load_json(text, layout.path)
     after = text.lstrip()[1:]
     head = text[:4096]
     indent = None

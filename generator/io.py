@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import re
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.errors import InputError
+from generator.jsontext import MAX_DEPTH, problem
 from generator.values import Seed
 
 Record = tuple[str, dict[str, Any]]  # (location for messages, the row)
@@ -82,10 +86,21 @@ def _jsonl_records(path: Path, on_error: OnError = None) -> Iterator[Record]:
                     ),
                 )
                 continue
+            except (RecursionError, ValueError) as e:  # valid JSON Python cannot hold
+                _bad(on_error, _unreadable(f"{path}:{lineno}", e))
+                continue
             except InputError as e:
                 _bad(on_error, e)
                 continue
             yield f"{path}:{lineno}", row
+
+
+def _unreadable(where: str, error: Exception) -> InputError:
+    if isinstance(error, RecursionError):
+        what = f"a value nested more than {MAX_DEPTH} levels deep"
+    else:  # int(): Python refuses to convert a number of more than 4,300 digits
+        what = "a number too long to read (more than 4,300 digits)"
+    return InputError(f"{where}: holds {what}; a seed needs only text fields: fix or remove it")
 
 
 def _object(row: Any, where: str) -> dict[str, Any]:
@@ -134,10 +149,14 @@ def _json_records(path: Path, on_error: OnError = None) -> Iterator[Record]:
                     if pos >= len(buf) or buf[pos] != ",":
                         raise _json_syntax(path, buf, consumed + pos, "expected ',' or ']'")
                     pos = _skip_ws(buf, pos + 1)
+                failed: Exception | None = None  # the item decodes, but not into Python
                 while True:
                     pos = _skip_ws(buf, pos)  # a refill may start with whitespace
                     try:
-                        item, end = decoder.raw_decode(buf, pos)
+                        if failed is None:
+                            item, end = decoder.raw_decode(buf, pos)
+                        elif (end := _value_end(buf, pos)) is None:
+                            raise json.JSONDecodeError("unterminated item", buf, len(buf))
                         # A number or literal cut by the chunk edge decodes "fine" too short.
                         if end >= len(buf) and not eof:
                             raise json.JSONDecodeError("chunk edge", buf, end)
@@ -146,9 +165,13 @@ def _json_records(path: Path, on_error: OnError = None) -> Iterator[Record]:
                         if eof:
                             raise _json_syntax(path, buf, consumed + e.pos, e.msg) from None
                         buf, pos, consumed, eof = _refill(fh, buf, pos, consumed)
+                    except (RecursionError, ValueError) as e:  # skip it by its brackets
+                        failed = e
                 index += 1
                 pos = end
                 try:
+                    if failed is not None:
+                        raise _unreadable(f"{path}: item {index}", failed)
                     row = _object(item, f"{path}: item {index}")
                 except InputError as e:
                     _bad(on_error, e)
@@ -164,6 +187,32 @@ def _skip_ws(buf: str, pos: int) -> int:
     while pos < len(buf) and buf[pos] in " \t\r\n":
         pos += 1
     return pos
+
+
+# A string (closed, or cut off by the end of the buffer) or a bracket.
+_STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:(?P<closed>")|\\?\Z)|[\[\]{}]', re.S)
+_SCALAR = re.compile(r"[^\s,\]}]*")
+
+
+def _value_end(buf: str, pos: int) -> int | None:
+    """Where the JSON value at `pos` ends, found by counting brackets (no recursion, so
+    for any depth); None if the buffer ends first."""
+    if buf[pos : pos + 1] not in ("[", "{"):
+        end = _SCALAR.match(buf, pos).end()
+        return end if end < len(buf) else None
+    depth = 0
+    for m in _STRUCTURE.finditer(buf, pos):
+        token = m.group()
+        if token[0] == '"':
+            if m.group("closed") is None:
+                return None
+        elif token in "[{":
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                return m.end()
+    return None
 
 
 def _refill(fh, buf: str, pos: int, consumed: int) -> tuple[str, int, int, bool]:
@@ -272,16 +321,34 @@ def _is_save_to_disk(path: Path) -> bool:
 
 
 def records(path: Path, on_error: OnError = None) -> Iterator[Record]:
-    """The rows of one file or folder, with where each came from."""
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder; check the path")
-    if path.is_dir():
+    """The rows of one file or folder, with where each came from. A row holding what
+    strict JSON cannot (NaN, infinity, deep nesting) is a row error: rows are written back
+    as JSON (`score`, `augment`), and a prompt or answer must be text anyway."""
+    try:
+        mode = path.stat().st_mode  # stat, never open: opening a pipe can block
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file or folder; check the path") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read it ({e.strerror}); check the path") from None
+    if stat.S_ISDIR(mode):
         if not _is_save_to_disk(path):
             raise InputError(
                 f"{path}: a folder, but not one written by datasets' "
                 "save_to_disk; pass the data files inside it instead"
             )
-        return _disk_records(path, on_error)
+        return _plain(_disk_records(path, on_error), on_error)
+    if not stat.S_ISREG(mode):
+        # Every command reads its input twice (a survey, then the work), and a resume
+        # reads it again: a stream would give nothing the second time, or block.
+        kind = (
+            "a pipe"
+            if stat.S_ISFIFO(mode)
+            else ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket")
+        )
+        raise InputError(
+            f"{path}: {kind}, not a regular file; hedgerow reads its input more than once, "
+            "which a stream cannot do: save it to a file first and pass that"
+        )
     suffix = path.suffix.lower()
     readers: dict[str, Callable[[Path, OnError], Iterator[Record]]] = {
         ".jsonl": _jsonl_records,
@@ -296,7 +363,40 @@ def records(path: Path, on_error: OnError = None) -> Iterator[Record]:
             f"{path}: unknown file type '{suffix or '(none)'}'; use .jsonl, "
             ".json, .csv, .tsv, .parquet or a save_to_disk folder"
         )
-    return readers[suffix](path, on_error)
+    return _plain(readers[suffix](path, on_error), on_error)
+
+
+def _plain(rows: Iterator[Record], on_error: OnError) -> Iterator[Record]:
+    for where, row in rows:
+        found = problem(row)
+        if found is not None:
+            fix = (
+                "a seed needs only text fields: flatten it or remove the row"
+                if found.deep
+                else "strict JSON has no such number: write a number, text or null there, "
+                "or remove the row"
+            )
+            _bad(on_error, InputError(f"{where}: field '{found.where}' is {found.what}; {fix}"))
+            continue
+        yield where, row
+
+
+def load_json(text: str, path: Path | str) -> Any:
+    """A whole JSON file (`augment` rewrites a JSON list whole), as strict as the row
+    readers: an item they would refuse cannot be written back, so it is an error here."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _json_syntax(Path(path), text, e.pos, e.msg) from None
+    except (RecursionError, ValueError) as e:
+        raise _unreadable(str(path), e) from None
+    for index, item in enumerate(value if isinstance(value, list) else [value], 1):
+        if (found := problem(item)) is not None:
+            raise InputError(
+                f"{path}: item {index}: field '{found.where}' is {found.what}, which cannot "
+                "be written back as JSON; remove that item, or convert the file to JSONL"
+            )
+    return value
 
 
 # --------------------------------------------------------------------------- shapes
@@ -416,8 +516,13 @@ def _text(row: dict[str, Any], column: str, where: str, required: bool) -> str |
         return None
     if isinstance(value, str):
         return value
-    if not required and isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)  # a numeric answer is still an answer
+    if (
+        not required
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    ):
+        return str(value)  # a numeric answer is still an answer (NaN is not a number)
     raise InputError(
         f"{where}: field '{column}' is {type(value).__name__}, expected text; "
         "make it a string in every row"
