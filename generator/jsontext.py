@@ -31,6 +31,8 @@ class Problem(NamedTuple):
 def problem(value: Any, max_depth: int = MAX_DEPTH) -> Problem | None:
     """The first thing in `value` strict JSON cannot hold: a NaN or an infinity, or
     nesting deeper than `max_depth` (None when there is nothing)."""
+    if isinstance(value, dict | list | tuple) and _clean(value, max_depth):
+        return None  # the common case, looked at without naming every place
     queue: deque[tuple[Any, str, int]] = deque([(value, "", 1)])
     seen: set[int] = set()  # a shared or circular part is looked at once
     while queue:  # breadth first, without recursion: a deep value is what it looks for
@@ -55,6 +57,24 @@ def problem(value: Any, max_depth: int = MAX_DEPTH) -> Problem | None:
     return None
 
 
+def _clean(value: dict | list | tuple, max_depth: int) -> bool:
+    """True if `value` holds no NaN or infinity and nests at most `max_depth` levels."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return False
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, str):
+                continue
+            if isinstance(child, float):
+                if not math.isfinite(child):
+                    return False
+            elif isinstance(child, dict | list | tuple):
+                stack.append((child, depth + 1))
+    return True
+
+
 def _constant(number: float) -> str:
     return "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
 
@@ -64,8 +84,10 @@ def dumps(value: Any, **options: Any) -> str:
     try:
         return json.dumps(value, allow_nan=False, **options)  # noqa: TID251
     except (ValueError, RecursionError) as e:
+        if "Circular reference" in str(e):  # json's own message says it; the walk would not end
+            raise
         found = problem(value)
-        if found is None:  # not ours to explain (a circular reference, a bad `default`)
+        if found is None:  # not ours to explain (a bad `default`)
             raise
         raise JSONValueError(
             f"cannot write {found.where or 'a value'} as JSON: it is {found.what}, which "
