@@ -89,11 +89,17 @@ def _jsonl_records(path: Path, on_error: OnError = None) -> Iterator[Record]:
 
 
 def _unreadable(where: str, error: Exception) -> InputError:
+    """Valid JSON that Python's parser cannot hold, as a row error."""
     if isinstance(error, RecursionError):
-        what = f"a value nested more than {MAX_DEPTH} levels deep"
-    else:  # int(): Python refuses to convert a number of more than 4,300 digits
-        what = "a number too long to read (more than 4,300 digits)"
-    return InputError(f"{where}: holds {what}; a seed needs only text fields: fix or remove it")
+        return InputError(
+            f"{where}: holds a value nested more than {MAX_DEPTH} levels deep; a seed "
+            "needs only text fields: flatten it or remove the row"
+        )
+    # int() refuses a number of more than 4,300 digits
+    return InputError(
+        f"{where}: holds a number too long to read (more than 4,300 digits); "
+        "write it as a string or remove the row"
+    )
 
 
 def _object(row: Any, where: str) -> dict[str, Any]:
@@ -329,7 +335,7 @@ def records(path: Path, on_error: OnError = None) -> Iterator[Record]:
                 f"{path}: a folder, but not one written by datasets' "
                 "save_to_disk; pass the data files inside it instead"
             )
-        return _plain(_disk_records(path, on_error), on_error)
+        return _strict(_disk_records(path, on_error), on_error)
     if not stat.S_ISREG(mode):
         # Every command reads its input twice (a survey, then the work), and a resume
         # reads it again: a stream would give nothing the second time, or block.
@@ -356,10 +362,10 @@ def records(path: Path, on_error: OnError = None) -> Iterator[Record]:
             f"{path}: unknown file type '{suffix or '(none)'}'; use .jsonl, "
             ".json, .csv, .tsv, .parquet or a save_to_disk folder"
         )
-    return _plain(readers[suffix](path, on_error), on_error)
+    return _strict(readers[suffix](path, on_error), on_error)
 
 
-def _plain(rows: Iterator[Record], on_error: OnError) -> Iterator[Record]:
+def _strict(rows: Iterator[Record], on_error: OnError) -> Iterator[Record]:
     for where, row in rows:
         found = problem(row)
         if found is not None:
@@ -385,9 +391,10 @@ def load_json(text: str, path: Path | str) -> Any:
         raise _unreadable(str(path), e) from None
     for index, item in enumerate(value if isinstance(value, list) else [value], 1):
         if (found := problem(item)) is not None:
+            field = f" field '{found.where}'" if found.where else ""
             raise InputError(
-                f"{path}: item {index}: field '{found.where}' is {found.what}, which cannot "
-                "be written back as JSON; remove that item, or convert the file to JSONL"
+                f"{path}: item {index}:{field} is {found.what}, which cannot be written "
+                "back as JSON; remove that item, or convert the file to JSONL"
             )
     return value
 
