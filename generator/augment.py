@@ -19,7 +19,6 @@ as two rows and never splits them. `--shuffle` mixes the new rows in (determinis
 from __future__ import annotations
 
 import csv
-import json
 import random
 import re
 from collections.abc import Iterable
@@ -27,9 +26,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from generator import generators, outputs
+from generator import generators, jsontext, outputs
 from generator.errors import ConfigError, InputError
-from generator.io import OnError, Shape, detect_shape, iter_seeds, records
+from generator.io import OnError, Shape, detect_shape, iter_seeds, load_json, records
 from generator.run import RunConfig, RunResult, generate, quota_key
 from generator.runfolder import Run
 from generator.templates import Prompts
@@ -145,6 +144,7 @@ class Layout:
 def layout(
     path: Path, prompt_column: str | None, response_column: str | None, on_error: OnError = None
 ) -> Layout:
+    rows = records(path, on_error)  # first: it refuses a pipe before anything opens it
     if path.is_dir():
         kind = "disk"
     else:
@@ -154,7 +154,7 @@ def layout(
         )
         if kind == "json" and _is_jsonl(path):
             kind = "jsonl"
-    for where, row in records(path, on_error):
+    for where, row in rows:
         shape = detect_shape(row.keys(), str(path), prompt_column, response_column)
         if shape.name not in ("messages", "conversations") and not shape.response:
             raise InputError(
@@ -257,7 +257,7 @@ def _write_lines(layout: Layout, new: list[dict], target: Path, shuffle: bool, s
         lines = [line for line in raw[len(bom) :].splitlines(keepends=True) if line.strip()]
         if lines and not lines[-1].endswith(b"\n"):
             lines[-1] += b"\n"
-        added = [json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in new]
+        added = [jsontext.dumps(r, ensure_ascii=False).encode() + b"\n" for r in new]
         blob = bom + b"".join(_mixed(lines, added, shuffle, seed))
     tmp = outputs.temporary(target)
     tmp.write_bytes(blob)
@@ -270,7 +270,7 @@ def _write_json(layout: Layout, new: list[dict], target: Path, shuffle: bool, se
     raw = layout.path.read_bytes()
     bom = _BOM if raw.startswith(_BOM) else b""
     text = raw[len(bom) :].decode("utf-8")
-    items = json.loads(text)
+    items = load_json(text, layout.path)
     after = text.lstrip()[1:]
     head = text[:4096]
     indent = None
@@ -280,7 +280,7 @@ def _write_json(layout: Layout, new: list[dict], target: Path, shuffle: bool, se
     colon = ": " if re.search(r'":\s', head) else ":"
     comma = "," if indent is not None or not re.search(r"[}\]\"\d],\s", head) else ", "
     escaped = text.isascii() and "\\u" in text
-    body = json.dumps(
+    body = jsontext.dumps(
         _mixed(items, new, shuffle, seed),
         ensure_ascii=escaped,
         indent=indent,

@@ -7,7 +7,8 @@
     │   └── NotAvailableError     a flag for a feature this version does not have yet
     ├── RunFolderError            an output folder that cannot be used for this run
     ├── ScorerError               a fit scorer that cannot be loaded, reached or used
-    └── EndpointError             a generation endpoint that answered none of the requests
+    ├── EndpointError             a generation endpoint that answered none of the requests
+    └── JSONValueError            a value strict JSON cannot hold (NaN) on its way to a file
 
 Every message is one line and names the file, line or field it is about.
 """
@@ -43,3 +44,7 @@ class ScorerError(HedgerowError):
 
 class EndpointError(HedgerowError):
     """A generation endpoint that answered none of a run's requests (the run is kept)."""
+
+
+class JSONValueError(HedgerowError, ValueError):
+    """A value strict JSON cannot hold (NaN, infinity) on its way into a file."""

@@ -14,7 +14,6 @@ pairs only where the run holds both sides.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from generator import outputs
+from generator import jsontext, outputs
 from generator.errors import HedgerowError
 from generator.runfolder import CANDIDATES, DATASET, JOURNAL, MANIFEST, REFERENCE, Run, dumps
 
@@ -84,7 +83,7 @@ def hf_row(row: dict[str, Any]) -> dict[str, Any]:
         "backend": provenance.get("backend"),
         "model": provenance.get("model"),
         "template": provenance.get("template"),
-        "attributes": json.dumps(attributes, ensure_ascii=False, sort_keys=True),
+        "attributes": jsontext.dumps(attributes, ensure_ascii=False, sort_keys=True),
     }
 
 

@@ -1,22 +1,36 @@
 """Reading seeds: files in, a stream of `Seed` values out, memory flat in the row count.
 
-Formats: JSONL, JSON (a list), CSV/TSV, Parquet, a `datasets` `save_to_disk` folder.
-Shapes, detected from the first row: Alpaca, chat `messages`, ShareGPT `conversations`,
-`prompt`/`completion`, `question`/`answer` (any capitalisation, e.g. `Best Answer`).
+Formats: JSONL, JSON (a list), CSV/TSV, Parquet, a `datasets` `save_to_disk` folder, each
+read as rows (`records`); how a row becomes a seed is shapes.py.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from generator.errors import InputError
+from generator.jsontext import MAX_DEPTH, problem
+from generator.shapes import Shape, detect_shape, to_seed
 from generator.values import Seed
+
+__all__ = [
+    "OnError",
+    "Record",
+    "Shape",
+    "detect_shape",
+    "input_stats",
+    "iter_seeds",
+    "load_json",
+    "records",
+    "to_seed",
+]
 
 Record = tuple[str, dict[str, Any]]  # (location for messages, the row)
 # What to do with a row-level error: None raises it; a callback is told and the row skipped
@@ -24,19 +38,6 @@ Record = tuple[str, dict[str, Any]]  # (location for messages, the row)
 # list syntax, no rows) always raise.
 OnError = Callable[[InputError], None] | None
 
-# Column names are compared after folding case, spaces, dashes and underscores.
-PROMPT_COLUMNS = ("prompt", "question", "instruction", "query", "problem", "input")
-RESPONSE_COLUMNS = (
-    "completion",
-    "response",
-    "answer",
-    "bestanswer",
-    "output",
-    "solution",
-    "target",
-)
-ID_COLUMNS = ("id", "seedid", "uid")
-MAX_TEXT = 1_000_000  # characters in one prompt or answer: far past any model's context
 _CHUNK = 1 << 20
 
 
@@ -44,10 +45,6 @@ def _bad(on_error: OnError, error: InputError) -> None:
     if on_error is None:
         raise error
     on_error(error)
-
-
-def _fold(name: str) -> str:
-    return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
 # --------------------------------------------------------------------------- readers
@@ -82,10 +79,27 @@ def _jsonl_records(path: Path, on_error: OnError = None) -> Iterator[Record]:
                     ),
                 )
                 continue
+            except (RecursionError, ValueError) as e:  # valid JSON Python cannot hold
+                _bad(on_error, _unreadable(f"{path}:{lineno}", e))
+                continue
             except InputError as e:
                 _bad(on_error, e)
                 continue
             yield f"{path}:{lineno}", row
+
+
+def _unreadable(where: str, error: Exception) -> InputError:
+    """Valid JSON that Python's parser cannot hold, as a row error."""
+    if isinstance(error, RecursionError):
+        return InputError(
+            f"{where}: holds a value nested more than {MAX_DEPTH} levels deep; a seed "
+            "needs only text fields: flatten it or remove the row"
+        )
+    # int() refuses a number of more than 4,300 digits
+    return InputError(
+        f"{where}: holds a number too long to read (more than 4,300 digits); "
+        "write it as a string or remove the row"
+    )
 
 
 def _object(row: Any, where: str) -> dict[str, Any]:
@@ -134,10 +148,14 @@ def _json_records(path: Path, on_error: OnError = None) -> Iterator[Record]:
                     if pos >= len(buf) or buf[pos] != ",":
                         raise _json_syntax(path, buf, consumed + pos, "expected ',' or ']'")
                     pos = _skip_ws(buf, pos + 1)
+                failed: Exception | None = None  # the item decodes, but not into Python
                 while True:
                     pos = _skip_ws(buf, pos)  # a refill may start with whitespace
                     try:
-                        item, end = decoder.raw_decode(buf, pos)
+                        if failed is None:
+                            item, end = decoder.raw_decode(buf, pos)
+                        elif (end := _value_end(buf, pos)) is None:
+                            raise json.JSONDecodeError("unterminated item", buf, len(buf))
                         # A number or literal cut by the chunk edge decodes "fine" too short.
                         if end >= len(buf) and not eof:
                             raise json.JSONDecodeError("chunk edge", buf, end)
@@ -146,9 +164,13 @@ def _json_records(path: Path, on_error: OnError = None) -> Iterator[Record]:
                         if eof:
                             raise _json_syntax(path, buf, consumed + e.pos, e.msg) from None
                         buf, pos, consumed, eof = _refill(fh, buf, pos, consumed)
+                    except (RecursionError, ValueError) as e:  # skip it by its brackets
+                        failed = e
                 index += 1
                 pos = end
                 try:
+                    if failed is not None:
+                        raise _unreadable(f"{path}: item {index}", failed)
                     row = _object(item, f"{path}: item {index}")
                 except InputError as e:
                     _bad(on_error, e)
@@ -164,6 +186,32 @@ def _skip_ws(buf: str, pos: int) -> int:
     while pos < len(buf) and buf[pos] in " \t\r\n":
         pos += 1
     return pos
+
+
+# A string (closed, or cut off by the end of the buffer) or a bracket.
+_STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:(?P<closed>")|\\?\Z)|[\[\]{}]', re.S)
+_SCALAR = re.compile(r"[^\s,\]}]*")
+
+
+def _value_end(buf: str, pos: int) -> int | None:
+    """Where the JSON value at `pos` ends, found by counting brackets (no recursion, so
+    for any depth); None if the buffer ends first."""
+    if buf[pos : pos + 1] not in ("[", "{"):
+        end = _SCALAR.match(buf, pos).end()
+        return end if end < len(buf) else None
+    depth = 0
+    for m in _STRUCTURE.finditer(buf, pos):
+        token = m.group()
+        if token[0] == '"':
+            if m.group("closed") is None:
+                return None
+        elif token in "[{":
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                return m.end()
+    return None
 
 
 def _refill(fh, buf: str, pos: int, consumed: int) -> tuple[str, int, int, bool]:
@@ -272,16 +320,34 @@ def _is_save_to_disk(path: Path) -> bool:
 
 
 def records(path: Path, on_error: OnError = None) -> Iterator[Record]:
-    """The rows of one file or folder, with where each came from."""
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder; check the path")
-    if path.is_dir():
+    """The rows of one file or folder, with where each came from. A row holding what
+    strict JSON cannot (NaN, infinity, deep nesting) is a row error: rows are written back
+    as JSON (`score`, `augment`), and a prompt or answer must be text anyway."""
+    try:
+        mode = path.stat().st_mode  # stat, never open: opening a pipe can block
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file or folder; check the path") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read it ({e.strerror}); check the path") from None
+    if stat.S_ISDIR(mode):
         if not _is_save_to_disk(path):
             raise InputError(
                 f"{path}: a folder, but not one written by datasets' "
                 "save_to_disk; pass the data files inside it instead"
             )
-        return _disk_records(path, on_error)
+        return _strict(_disk_records(path, on_error), on_error)
+    if not stat.S_ISREG(mode):
+        # Every command reads its input twice (a survey, then the work), and a resume
+        # reads it again: a stream would give nothing the second time, or block.
+        kind = (
+            "a pipe"
+            if stat.S_ISFIFO(mode)
+            else ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket")
+        )
+        raise InputError(
+            f"{path}: {kind}, not a regular file; hedgerow reads its input more than once, "
+            "which a stream cannot do: save it to a file first and pass that"
+        )
     suffix = path.suffix.lower()
     readers: dict[str, Callable[[Path, OnError], Iterator[Record]]] = {
         ".jsonl": _jsonl_records,
@@ -296,169 +362,41 @@ def records(path: Path, on_error: OnError = None) -> Iterator[Record]:
             f"{path}: unknown file type '{suffix or '(none)'}'; use .jsonl, "
             ".json, .csv, .tsv, .parquet or a save_to_disk folder"
         )
-    return readers[suffix](path, on_error)
+    return _strict(readers[suffix](path, on_error), on_error)
 
 
-# --------------------------------------------------------------------------- shapes
-
-
-@dataclass(frozen=True)
-class Shape:
-    """How one file's rows map to seeds."""
-
-    name: str
-    prompt: str  # the column (or list field) the prompt comes from
-    response: str | None
-    id: str | None = None
-    input: str | None = None  # Alpaca's optional context, appended to the instruction
-
-
-def detect_shape(
-    columns: Iterable[str],
-    where: str,
-    prompt_column: str | None = None,
-    response_column: str | None = None,
-) -> Shape:
-    """Pick the prompt/response columns from a row's column names (or the user's flags)."""
-    names = list(columns)
-    by_fold: dict[str, str] = {}
-    for name in names:
-        by_fold.setdefault(_fold(name), name)
-
-    def find(wanted: Iterable[str]) -> str | None:
-        return next((by_fold[w] for w in wanted if w in by_fold), None)
-
-    def given(flag: str, value: str) -> str:
-        if value in names:
-            return value
-        if _fold(value) in by_fold:
-            return by_fold[_fold(value)]
-        raise InputError(
-            f"{where}: {flag} {value!r} is not a column (columns: {', '.join(names) or 'none'})"
-        )
-
-    id_col = find(ID_COLUMNS)
-    if prompt_column or response_column:
-        prompt = given("--prompt-column", prompt_column) if prompt_column else find(PROMPT_COLUMNS)
-        response = (
-            given("--response-column", response_column)
-            if response_column
-            else find(RESPONSE_COLUMNS)
-        )
-        if prompt is None:
-            raise InputError(
-                f"{where}: no prompt column found (columns: {', '.join(names)}); "
-                "name it with --prompt-column"
+def _strict(rows: Iterator[Record], on_error: OnError) -> Iterator[Record]:
+    for where, row in rows:
+        found = problem(row)
+        if found is not None:
+            fix = (
+                "a seed needs only text fields: flatten it or remove the row"
+                if found.deep
+                else "strict JSON has no such number: write a number, text or null there, "
+                "or remove the row"
             )
-        return Shape("columns", prompt, response, id_col)
-    for chat in ("messages", "conversations"):
-        if chat in by_fold:
-            return Shape(chat, by_fold[chat], None, id_col)
-    if "instruction" in by_fold and "output" in by_fold:
-        return Shape(
-            "alpaca", by_fold["instruction"], by_fold["output"], id_col, input=by_fold.get("input")
-        )
-    prompt = find(PROMPT_COLUMNS)
-    if prompt is None:
-        raise InputError(
-            f"{where}: no prompt column found (columns: "
-            f"{', '.join(names) or 'none'}); name it with --prompt-column "
-            "(and --response-column)"
-        )
-    return Shape("columns", prompt, find(RESPONSE_COLUMNS), id_col)
+            _bad(on_error, InputError(f"{where}: field '{found.where}' is {found.what}; {fix}"))
+            continue
+        yield where, row
 
 
-_USER_ROLES = {"user", "human"}
-_ASSISTANT_ROLES = {"assistant", "gpt", "model", "bot"}
-
-
-def _turn_text(turn: Any, where: str) -> tuple[str, str]:
-    if not isinstance(turn, dict):
-        raise InputError(
-            f"{where}: a conversation turn is {type(turn).__name__}, "
-            "expected an object with role and content"
-        )
-    role = str(turn.get("role", turn.get("from", ""))).lower()
-    content = turn.get("content", turn.get("value", ""))
-    if isinstance(content, list):  # OpenAI content parts
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    if not isinstance(content, str):
-        raise InputError(
-            f"{where}: a turn's content is {type(content).__name__}, expected text; "
-            "make every turn's content a string"
-        )
-    return role, content
-
-
-def _from_chat(turns: Any, field: str, where: str) -> tuple[str, str | None]:
-    if not isinstance(turns, list):
-        raise InputError(
-            f"{where}: field '{field}' is {type(turns).__name__}, expected a list of turns"
-        )
-    parsed = [_turn_text(t, where) for t in turns]
-    last_assistant = max(
-        (i for i, (r, _) in enumerate(parsed) if r in _ASSISTANT_ROLES), default=None
-    )
-    before = parsed if last_assistant is None else parsed[:last_assistant]
-    user = next((c for r, c in reversed(before) if r in _USER_ROLES), None)
-    if user is None:
-        raise InputError(
-            f"{where}: field '{field}' has no user turn; each conversation needs a user message"
-        )
-    return user, None if last_assistant is None else parsed[last_assistant][1]
-
-
-def _text(row: dict[str, Any], column: str, where: str, required: bool) -> str | None:
-    value = row.get(column)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise InputError(f"{where}: field '{column}' is empty; fill it or remove the row")
-        return None
-    if isinstance(value, str):
-        return value
-    if not required and isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)  # a numeric answer is still an answer
-    raise InputError(
-        f"{where}: field '{column}' is {type(value).__name__}, expected text; "
-        "make it a string in every row"
-    )
-
-
-def to_seed(row: dict[str, Any], shape: Shape, where: str, index: int = 0) -> Seed:
-    """One row as a seed, by the file's shape."""
-    if shape.name in ("messages", "conversations"):
-        prompt, response = _from_chat(row.get(shape.prompt), shape.prompt, where)
-        if not prompt.strip():
-            raise InputError(f"{where}: the user turn is empty; fill it or remove the row")
-    else:
-        prompt = _text(row, shape.prompt, where, required=True)
-        if shape.input:
-            extra = _text(row, shape.input, where, required=False)
-            if extra:
-                prompt = f"{prompt}\n\n{extra}"
-        response = _text(row, shape.response, where, required=False) if shape.response else None
-    for text, field in ((prompt, shape.prompt), (response or "", shape.response)):
-        if len(text) > MAX_TEXT:
-            what = (
-                f"field '{field}'"
-                if shape.name not in ("messages", "conversations")
-                else (f"a turn of '{field}'")
-            )
+def load_json(text: str, path: Path | str) -> Any:
+    """A whole JSON file (`augment` rewrites a JSON list whole), as strict as the row
+    readers: an item they would refuse cannot be written back, so it is an error here."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _json_syntax(Path(path), text, e.pos, e.msg) from None
+    except (RecursionError, ValueError) as e:
+        raise _unreadable(str(path), e) from None
+    for index, item in enumerate(value if isinstance(value, list) else [value], 1):
+        if (found := problem(item)) is not None:
+            field = f" field '{found.where}'" if found.where else ""
             raise InputError(
-                f"{where}: {what} holds {len(text):,} characters, more than a seed may "
-                f"({MAX_TEXT:,}); shorten it or remove the row"
+                f"{path}: item {index}:{field} is {found.what}, which cannot be written "
+                "back as JSON; remove that item, or convert the file to JSONL"
             )
-    given_id = row.get(shape.id) if shape.id else None
-    seed_id = str(given_id) if isinstance(given_id, str | int) and str(given_id) else None
-    for text in (prompt, response or ""):
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InputError(
-                f"{where}: text holds an unpaired surrogate escape such as "
-                "\\ud800; fix that escape in the row"
-            ) from None
-    return Seed.make(prompt, response, id=seed_id, source=where, index=index)
+    return value
 
 
 def input_stats(paths: Iterable[Path | str]) -> list[list[list]]:

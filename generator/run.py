@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import platform
 import random
 import time
@@ -18,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from generator import __version__, backends, generators, scoring
+from generator import __version__, backends, generators, jsontext, scoring
 from generator.checks import BANK as CHECKS_BANK
 from generator.checks import Checker
 from generator.errors import ConfigError, EndpointError
@@ -206,6 +205,7 @@ class Pipeline:
         if config.scorer != "none":
             used.append(scoring.FRAME)
         names = sorted({*used, *self.backend.templates(), CHECKS_BANK})
+        self.prompts.check_banks(names)
         self.template_hashes = {name: self.prompts.sha256(name) for name in names}
         if config.backend == "openai":  # render one request now: a broken template fails first
             self._probe_templates()
@@ -296,7 +296,7 @@ class Pipeline:
         settings["prompts"] = (
             str(Path(self.config.prompts).resolve()) if self.config.prompts else None
         )
-        blob = json.dumps(
+        blob = jsontext.dumps(
             {"inputs": inputs, "settings": settings, "templates": self.template_hashes},
             sort_keys=True,
         )

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from generator import jsontext
 from generator.errors import RunFolderError
 
 DATASET = "dataset.jsonl"
@@ -37,7 +38,7 @@ _DATA_FILES = (DATASET, CANDIDATES)
 
 def dumps(row: dict[str, Any]) -> str:
     """One JSONL line (the single serialisation used for every output row)."""
-    return json.dumps(row, ensure_ascii=False) + "\n"
+    return jsontext.dumps(row, ensure_ascii=False) + "\n"
 
 
 def _valid_lines(path: Path) -> tuple[list[dict], int]:
@@ -239,7 +240,9 @@ class RunFolder:
         target = self.path / name
         tmp = target.with_suffix(".json.tmp")
         try:
-            tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            tmp.write_text(
+                jsontext.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
             os.replace(tmp, target)
         except OSError as e:
             raise self._fail(f"write {name}", e) from None

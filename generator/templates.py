@@ -181,14 +181,24 @@ class Prompts:
             raise TemplateError(_describe(bank_name, e, phrase=text)) from None
 
     def bank(self, name: str) -> dict[str, Any]:
-        """A phrase bank (TOML), parsed once per run."""
+        """A phrase bank (TOML), parsed and checked against its schema (banks.py) once per
+        run, with the schema's defaults filled in."""
         if name not in self._banks:
+            from generator import banks  # pydantic: not for `hedgerow --help`
+
             path = self.path(name)
             try:
-                self._banks[name] = tomllib.loads(path.read_text(encoding="utf-8"))
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
                 raise TemplateError(f"{path}: {e}; fix the TOML syntax") from None
+            self._banks[name] = banks.check(name, data, path)
         return self._banks[name]
+
+    def check_banks(self, names: list[str]) -> None:
+        """Load every bank among `names` now, so a bad one fails before any work."""
+        for name in names:
+            if name.endswith(".toml"):
+                self.bank(name)
 
     def bank_int(self, name: str, key: str, default: int) -> int:
         """A whole number from a bank (default when absent)."""

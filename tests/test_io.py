@@ -1,5 +1,6 @@
 import csv
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -117,7 +118,12 @@ def test_json_list_streams_in_small_chunks(tmp_path, monkeypatch):
     rows=st.lists(
         st.dictionaries(
             st.sampled_from(["question", "answer", "n", "extra"]),
-            st.one_of(st.text(), st.integers(), st.floats(allow_nan=False), st.none()),
+            st.one_of(
+                st.text(),
+                st.integers(),
+                st.floats(allow_nan=False, allow_infinity=False),
+                st.none(),
+            ),
         ),
         max_size=12,
     ),
@@ -211,3 +217,138 @@ def test_unpaired_surrogate_is_a_clear_error(tmp_path):
     path.write_text('{"question": "bad \\ud800 escape"}\n')
     with pytest.raises(InputError, match=r"s\.jsonl:1: .*surrogate"):
         seeds_of(path)
+
+
+# --------------------------------------------------------------------------- values JSON
+# cannot hold, and streams
+
+
+DEEP = "[" * 200_000 + "]" * 200_000
+# Good rows whose strings hold brackets and escaped quotes: skipping a bad item counts
+# brackets, and must not count these.
+TRICKY = {"question": 'Is "[" a bracket? \\"{', "answer": "yes ]]} \\"}
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 20])
+def test_a_too_deep_or_too_long_value_is_a_row_error_in_jsonl_and_json_lists(
+    tmp_path, monkeypatch, chunk
+):
+    monkeypatch.setattr(io, "_CHUNK", chunk)  # items across chunk edges, or one chunk
+    good = json.dumps(TRICKY)
+    bad = [
+        '{"question": "q", "answer": ' + DEEP + "}",  # 200,000 levels: RecursionError
+        '{"question": "q", "answer": "a", "x": ' + "[" * 150 + "]" * 150 + "}",  # parses
+        DEEP,  # not even an object
+        '{"question": "q", "answer": ' + "9" * 5000 + "}",  # Python refuses the int
+        "9" * 5000,
+    ]
+    (tmp_path / "d.jsonl").write_text("\n".join([good, *bad, good]) + "\n")
+    (tmp_path / "d.json").write_text("[" + ", ".join([good, *bad, good]) + "]")
+    for name, where in (("d.jsonl", "d.jsonl:{}"), ("d.json", "d.json: item {}")):
+        errors = []
+        seeds = seeds_of(tmp_path / name, on_error=errors.append)
+        assert [(s.prompt, s.response) for s in seeds] == [tuple(TRICKY.values())] * 2
+        messages = [str(e) for e in errors]
+        assert len(messages) == 5 and all(
+            m.startswith(f"{tmp_path}/{where.format(n)}: ") for n, m in enumerate(messages, 2)
+        )
+        assert all("\n" not in m and "; " in m for m in messages)
+        assert "nested more than 100 levels deep" in messages[0]
+        assert "field 'x' is nested" in messages[1] and "levels deep" in messages[1]
+        assert "more than 4,300 digits" in messages[3]
+        with pytest.raises(InputError, match="levels deep"):
+            seeds_of(tmp_path / name)  # without --on-error skip: the first one stops it
+
+
+def test_a_deep_value_in_an_unterminated_json_list_is_a_file_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(io, "_CHUNK", 64)
+    path = tmp_path / "cut.json"
+    path.write_text('[{"question": "q", "answer": "a"}, ' + "[" * 5000)
+    with pytest.raises(InputError, match=r"cut\.json: not valid JSON"):
+        seeds_of(path, on_error=lambda e: None)
+
+
+# An answer is text, or a finite number (written as its text); nothing else is.
+NOT_ANSWERS = [
+    ("NaN", "field 'answer' is NaN"),
+    ("Infinity", "field 'answer' is Infinity"),
+    ("-Infinity", "field 'answer' is -Infinity"),
+    ("1e999", "field 'answer' is Infinity"),  # a float too large is infinite too
+    ('{"text": "Lisbon"}', "field 'answer' is dict, expected text"),
+    ('["Lisbon"]', "field 'answer' is list, expected text"),
+    ("true", "field 'answer' is bool, expected text"),
+]
+
+
+def test_an_answer_must_be_text_or_a_finite_number(tmp_path):
+    row = '{"question": "What is the capital of Portugal?", "answer": %s}'
+    jsonl = [row % '"Lisbon."', *(row % value for value, _ in NOT_ANSWERS), row % "42"]
+    (tmp_path / "n.jsonl").write_text("\n".join(jsonl) + "\n")
+    (tmp_path / "n.json").write_text("[" + ", ".join(jsonl) + "]")
+    for name, where in (("n.jsonl", "n.jsonl:{}"), ("n.json", "n.json: item {}")):
+        errors = []
+        seeds = seeds_of(tmp_path / name, on_error=errors.append)  # --on-error skip
+        assert [s.response for s in seeds] == ["Lisbon.", "42"]  # 42 is its text
+        assert [str(e).split("; ")[0] for e in errors] == [
+            f"{tmp_path}/{where.format(line)}: {message}"
+            for line, (_, message) in enumerate(NOT_ANSWERS, 2)
+        ]
+
+
+def test_nan_anywhere_in_a_row_or_a_parquet_column_is_a_row_error(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "m.jsonl").write_text(
+        '{"question": "q", "answer": "a", "meta": {"scores": [1.5, NaN]}}\n'
+    )
+    with pytest.raises(InputError, match=r"m\.jsonl:1: field 'meta\.scores\[1\]' is NaN"):
+        seeds_of(tmp_path / "m.jsonl")
+    rows = [
+        {"question": "q1", "answer": 1.5, "w": 1.0},
+        {"question": "q2", "answer": float("nan"), "w": 1.0},
+        {"question": "q3", "answer": 2.0, "w": float("-inf")},
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "p.parquet")
+    errors = []
+    assert [s.response for s in seeds_of(tmp_path / "p.parquet", on_error=errors.append)] == ["1.5"]
+    assert [str(e).split(";")[0] for e in errors] == [
+        f"{tmp_path}/p.parquet: row 2: field 'answer' is NaN",
+        f"{tmp_path}/p.parquet: row 3: field 'w' is -Infinity",
+    ]
+
+
+def test_load_json_refuses_what_the_readers_refuse(tmp_path):
+    assert io.load_json('[{"a": 1.5}]', "f.json") == [{"a": 1.5}]
+    with pytest.raises(InputError, match=r"f\.json: item 2: field 'a' is NaN"):
+        io.load_json('[{"a": 1}, {"a": NaN}]', "f.json")
+    with pytest.raises(InputError, match=r"f\.json: holds a value nested more than 100"):
+        io.load_json(f"[{DEEP}]", "f.json")
+    with pytest.raises(InputError, match=r"f\.json: not valid JSON near character 4"):
+        io.load_json("[1] x", "f.json")
+
+
+def test_a_pipe_or_a_device_is_refused_before_it_is_opened(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "seeds.jsonl"
+    os.mkfifo(fifo)
+    # A writer that would unblock a reader once: a reader that opened the pipe would get
+    # the rows the first time and block forever the second.
+    writer = subprocess.Popen(
+        [sys.executable, "-c", f"open({str(fifo)!r}, 'w').write('{{\"prompt\": \"p\"}}\\n')"]
+    )
+    try:
+        for path, kind in ((fifo, "a pipe"), (Path("/dev/null"), "a device")):
+            with pytest.raises(InputError) as caught:
+                io.records(path)
+            assert str(caught.value) == (
+                f"{path}: {kind}, not a regular file; hedgerow reads its input more than "
+                "once, which a stream cannot do: save it to a file first and pass that"
+            )
+        assert writer.poll() is None  # nobody opened the pipe
+    finally:
+        writer.kill()
+        writer.wait()

@@ -6,9 +6,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from generator.errors import TemplateError
-from generator.values import Knowledge
 from generator.probe.answers import Answers, Expected, fold
 from generator.templates import Prompts
+from generator.values import Knowledge
 
 
 @pytest.fixture(scope="module")

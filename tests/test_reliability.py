@@ -502,3 +502,118 @@ def test_limit_stops_reading_so_rows_past_it_are_not_reported(tmp_path):
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["seeds"]["total"] == 2 and manifest["input_errors"]["skipped_rows"] == 0
+
+
+# --------------------------------------------------------------------------- values JSON
+# cannot hold, streams, and phrase banks
+
+NO_SCORER = "openai:http://127.0.0.1:9/v1"  # never asked: the input fails first
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+def one_line(result, *expected):
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    for text in expected:
+        assert text in line, line
+    return line
+
+
+def test_a_deeply_nested_value_is_a_one_line_row_error_for_generate_score_and_augment(tmp_path):
+    good = [json.dumps(GOOD), json.dumps(GOOD2)]
+    deep = '{"id": "deep", "question": "q", "answer": ' + DEEP + "}"
+    (tmp_path / "d.jsonl").write_text("\n".join([good[0], deep, good[1]]) + "\n")
+    (tmp_path / "d.json").write_text("[" + ", ".join([good[0], deep, good[1]]) + "]")
+    for name, where in (("d.jsonl", "d.jsonl:2: "), ("d.json", "d.json: item 2: ")):
+        path = tmp_path / name
+        one_line(invoke("generate", path, "-o", tmp_path / "r"), where, "levels deep", "; ")
+        one_line(invoke("score", path, "-o", tmp_path / "s.jsonl", "--scorer", NO_SCORER), where)
+        skipped = invoke("generate", path, "-o", tmp_path / f"{name}.skip", "--on-error", "skip")
+        assert skipped.exit_code == 0, skipped.output
+        manifest = json.loads((tmp_path / f"{name}.skip" / "manifest.json").read_text())
+        assert manifest["seeds"]["total"] == 2 and manifest["input_errors"]["skipped_rows"] == 1
+    # augment rewrites a JSON list whole: an item it skipped cannot be written back
+    result = invoke(
+        "augment", tmp_path / "d.json", "--mix", "hedge=1", "--on-error", "skip",
+        "-o", tmp_path / "out.json", "--run", tmp_path / "aug",
+    )  # fmt: skip
+    one_line(result, "d.json: holds a value nested more than 100 levels deep")
+
+
+def test_a_nan_answer_is_bad_input_never_the_text_nan(tmp_path):
+    path = tmp_path / "n.jsonl"
+    path.write_text(
+        json.dumps(GOOD)
+        + '\n{"question": "What is the capital of Portugal?", "answer": NaN}\n'
+        + '{"question": "What is 2 + 2?", "answer": -Infinity}\n'
+        + json.dumps(GOOD2)
+        + "\n"
+    )
+    one_line(
+        invoke("generate", path, "-o", tmp_path / "r"), "n.jsonl:2: field 'answer' is NaN", "; "
+    )
+    one_line(invoke("score", path, "-o", tmp_path / "s.jsonl", "--scorer", NO_SCORER), "n.jsonl:2")
+    skipped = invoke("generate", path, "-o", tmp_path / "skip", "--on-error", "skip")
+    assert skipped.exit_code == 0, skipped.output
+    manifest = json.loads((tmp_path / "skip" / "manifest.json").read_text())
+    assert manifest["input_errors"]["skipped_rows"] == 2
+    assert "n.jsonl:3: field 'answer' is -Infinity" in manifest["input_errors"]["first"][1]
+    responses = [r["messages"][-1]["content"] for r in read_jsonl(tmp_path / "skip/dataset.jsonl")]
+    assert responses and not any("nan" in r.lower().split() for r in responses)
+
+
+def run_with_a_writer(fifo: Path, data: bytes, args: list[str]) -> subprocess.CompletedProcess:
+    """`hedgerow ARGS` while another process writes `data` into the pipe once."""
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", f"open({str(fifo)!r}, 'wb').write({data!r})"],
+    )
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "generator", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,  # the old code waited for a second writer forever
+        )
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["generate", "{fifo}", "-o", "{tmp}/run"],
+        ["score", "{fifo}", "-o", "{tmp}/s.jsonl", "--scorer", NO_SCORER],
+        ["augment", "{fifo}", "--mix", "hedge=1", "--run", "{tmp}/run"],
+    ],
+    ids=["generate", "score", "augment"],
+)
+@pytest.mark.parametrize("name", ["seeds.jsonl", "seeds.json"])
+def test_a_pipe_as_input_is_refused_at_once(tmp_path, command, name):
+    fifo = tmp_path / name
+    args = [a.format(fifo=fifo, tmp=tmp_path) for a in command]
+    started = time.monotonic()
+    result = run_with_a_writer(fifo, EXAMPLES.read_bytes(), args)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        f"Error: {fifo}: a pipe, not a regular file; hedgerow reads its input more than once, "
+        "which a stream cannot do: save it to a file first and pass that"
+    )
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "run").exists() and not (tmp_path / "s.jsonl").exists()
+
+
+def test_a_bank_with_a_wrong_type_in_an_overlay_is_one_line_before_any_output(tmp_path):
+    bank = tmp_path / "p" / "hedge" / "phrases.toml"
+    bank.parent.mkdir(parents=True)
+    shipped = (EXAMPLES.parents[1] / "prompts" / "hedge" / "phrases.toml").read_text()
+    bank.write_text(shipped.replace("skip_prompt_starts = [", "skip_prompt_starts = 5\nx = ["))
+    result = invoke("generate", EXAMPLES, "-o", tmp_path / "run", "--prompts", tmp_path / "p")
+    line = one_line(result)
+    assert line == (
+        "Error: hedge/phrases.toml: skip_prompt_starts must be a list of strings, not an "
+        f"integer; fix it in {bank}"
+    )
+    assert not (tmp_path / "run").exists()

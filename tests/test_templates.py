@@ -88,3 +88,25 @@ def test_render_limits_keep_other_timers_and_cap_the_output(tmp_path):
         signal.signal(signal.SIGALRM, previous)
     with pytest.raises(TemplateError, match=r"big\.j2: it rendered 2,097,152 characters"):
         prompts.render("big.j2")
+
+
+def test_a_wrong_type_in_an_overlay_bank_is_one_line_naming_the_field_and_the_file(tmp_path):
+    shipped = (default_prompts_dir() / "hedge" / "phrases.toml").read_text(encoding="utf-8")
+    (tmp_path / "hedge").mkdir()
+    overlay = tmp_path / "hedge" / "phrases.toml"
+    overlay.write_text(shipped.replace("skip_prompt_starts = [", "skip_prompt_starts = 5\nx = ["))
+    prompts = Prompts(tmp_path)
+    with pytest.raises(TemplateError) as caught:
+        prompts.check_banks(["hedge/offline.j2", "hedge/phrases.toml"])
+    assert str(caught.value) == (
+        "hedge/phrases.toml: skip_prompt_starts must be a list of strings, not an integer; "
+        f"fix it in {overlay}"
+    )
+    overlay.write_text(shipped.replace('"write", "compose"', '"write", 5'))
+    with pytest.raises(TemplateError, match=r"skip_prompt_starts \(item 2\) must be a string"):
+        Prompts(tmp_path).bank("hedge/phrases.toml")
+    overlay.write_text(shipped.replace("per_seed = 2", "per_sed = 2"))
+    with pytest.raises(TemplateError, match=r"per_sed is not a field .*did you mean per_seed"):
+        Prompts(tmp_path).bank("hedge/phrases.toml")
+    overlay.write_text(shipped.replace("per_seed = 2\n", ""))  # optional: the default
+    assert Prompts(tmp_path).bank("hedge/phrases.toml")["per_seed"] == 2

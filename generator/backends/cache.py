@@ -17,6 +17,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from generator import jsontext
 from generator.errors import RunFolderError
 
 FILE = "cache.sqlite"
@@ -24,7 +25,7 @@ FILE = "cache.sqlite"
 
 def request_key(model: str, messages: list[dict], params: dict[str, Any], sample: int) -> str:
     """The cache key of one request: a hash of everything that decides its answer."""
-    blob = json.dumps(
+    blob = jsontext.dumps(
         {"model": model, "messages": messages, "params": params, "sample": sample},
         sort_keys=True,
         ensure_ascii=False,
@@ -66,7 +67,7 @@ class ResponseCache:
         try:
             self._db.execute(
                 "INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)",
-                (key, json.dumps(value, ensure_ascii=False)),
+                (key, jsontext.dumps(value, ensure_ascii=False)),
             )
         except sqlite3.Error as e:
             raise RunFolderError(

@@ -32,6 +32,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from generator import jsontext
 from generator.backends.cache import ResponseCache, request_key
 from generator.backends.throttle import Throttle
 from generator.errors import ConfigError
@@ -494,7 +495,7 @@ def _cause(error: BaseException, timeout: float) -> str:
         return _connection_cause(error)
     if isinstance(error, openai.APIStatusError):
         body = error.body  # the server's error object, or its text when it is not JSON
-        said = body.get("message", json.dumps(body)) if isinstance(body, dict) else body
+        said = body.get("message", jsontext.dumps(body)) if isinstance(body, dict) else body
         said = _one_line(Exception(said))[:100] if isinstance(said, str) and said.strip() else ""
         return f"HTTP {error.status_code}" + (f": {said}" if said else "")
     return _one_line(error)

@@ -16,13 +16,13 @@ register through `register`, the same hook a plugin uses (entry point group
 from __future__ import annotations
 
 import functools
-import json
 import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from generator import jsontext
 from generator.errors import ConfigError
 from generator.templates import Prompts
 from generator.values import Example, Seed, Skip, short_hash
@@ -91,7 +91,7 @@ class Generator:
         variables = {
             "prompt": seed.prompt,
             "reference": seed.response or "",
-            "schema": json.dumps(schema, indent=2),
+            "schema": jsontext.dumps(schema, indent=2),
             **choices,
         }
         system = self.prompts.render(f"{self.name}/system.j2", **variables)

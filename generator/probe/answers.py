@@ -20,9 +20,6 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from generator.errors import TemplateError
 from generator.templates import Prompts
 
 BANK = "probe/probe.toml"
@@ -34,40 +31,11 @@ _WORD = re.compile(r"\d[\d,]*(?:\.\d+)?|[\w'’-]+")
 _CLAUSE = re.compile(r"[,;:()]|\.(?:\s|$)|\s[-–—]\s")
 
 
-class Exemplar(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    question: str = Field(min_length=1)
-    answer: str = Field(min_length=1)
+def load_bank(prompts: Prompts):
+    """The probe's bank (`banks.ProbeBank`), checked when it loads."""
+    from generator.banks import ProbeBank
 
-
-class ProbeBank(BaseModel):
-    """`probe/probe.toml`, checked when it loads (an overlay is a user's input)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    exemplars: int = Field(ge=0, le=16)
-    max_answer_tokens: int = Field(ge=1, le=256)
-    short_answer_words: int = Field(ge=1)
-    span_words: int = Field(ge=1)
-    sentence_words: int = Field(ge=1)
-    articles: list[str]
-    stopwords: list[str]
-    not_answers: list[str]
-    make_up_starts: list[str]
-    question_starts: list[str]
-    several_words: list[str]
-    fallback: list[Exemplar] = Field(default_factory=list)
-
-
-def load_bank(prompts: Prompts) -> ProbeBank:
-    """The probe's bank, or a one-line error naming the file and the field to fix."""
-    try:
-        return ProbeBank.model_validate(prompts.bank(BANK))
-    except ValidationError as e:
-        first = e.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise TemplateError(
-            f"{prompts.path(BANK)}: {field}: {first['msg'].lower()}; fix it in the bank"
-        ) from None
+    return ProbeBank.model_validate(prompts.bank(BANK))
 
 
 @dataclass(frozen=True)

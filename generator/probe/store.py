@@ -12,6 +12,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from generator import jsontext
 from generator.probe import Probed
 
 FILE = "probe.jsonl"
@@ -39,7 +40,7 @@ class ProbeStore:
         self._fh = self.path.open("ab")
 
     def add(self, probed: Probed) -> None:
-        line = json.dumps(probed.to_row(), ensure_ascii=False, allow_nan=False) + "\n"
+        line = jsontext.dumps(probed.to_row(), ensure_ascii=False) + "\n"
         self._fh.write(line.encode("utf-8"))
         self.done[probed.seed_id] = _light(probed)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from generator import jsontext
 from generator.errors import ConfigError, RunFolderError
 from generator.io import detect_shape, input_stats, records, to_seed
 from generator.scoring import FRAME, Reference, make
@@ -50,7 +51,9 @@ def _rows(paths: Sequence[str], prompt_column, response_column) -> Iterator[tupl
 
 
 def _fingerprint(paths: Sequence[str], spec: str, prompts: Prompts, columns) -> str:
-    blob = json.dumps([input_stats(paths), spec, prompts.sha256(FRAME), columns], sort_keys=True)
+    blob = jsontext.dumps(
+        [input_stats(paths), spec, prompts.sha256(FRAME), columns], sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -102,7 +105,9 @@ def score_dataset(
     try:
         if done < 0:
             done = 0
-            partial.write_text(json.dumps({"fingerprint": fingerprint}) + "\n", encoding="utf-8")
+            partial.write_text(
+                jsontext.dumps({"fingerprint": fingerprint}) + "\n", encoding="utf-8"
+            )
         resumed_from = done
         if progress:
             progress(done, total)
@@ -131,7 +136,7 @@ async def _score_rows(engine, paths, prompt_column, response_column, start, fh, 
         for row, seed in batch:
             fit = next(fits) if seed.response else None
             fh.write(
-                json.dumps(
+                jsontext.dumps(
                     {**row, "fit": fit.to_dict() if fit else None}, ensure_ascii=False, default=str
                 )
                 + "\n"
@@ -181,7 +186,7 @@ def _finish(
                 heapq.heappush(worst, (fit["nll"], rows, row))
                 if len(worst) > FOREIGN:
                     heapq.heappop(worst)
-            dst.write(json.dumps(row, ensure_ascii=False) + "\n")
+            dst.write(jsontext.dumps(row, ensure_ascii=False) + "\n")
     os.replace(tmp, target)
     partial.unlink()
     foreign = []
