@@ -439,7 +439,7 @@ def generate(
             requests=_requests(stats, config),
         )
 
-    folder = RunFolder(path, fingerprint)
+    folder = RunFolder(path, fingerprint, inputs=config.seeds)
     resumed_from = folder.open(overwrite=overwrite)
     carried = folder.carried.get("usage", {})
     if stats is not None:

@@ -15,14 +15,16 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from generator import outputs
 from generator.errors import RunFolderError
+from generator.outputs import JOURNAL
 
 DATASET = "dataset.jsonl"
 CANDIDATES = "candidates.jsonl"
-JOURNAL = "journal.jsonl"
 MANIFEST = "manifest.json"
 REFERENCE = "reference.json"  # the seeds' own responses, scored: fits are ranked against it
 LOCK = ".lock"
@@ -52,14 +54,21 @@ def _valid_lines(path: Path) -> tuple[list[dict], int]:
 class RunFolder:
     """Owns the files of one run folder while a run writes to it."""
 
-    def __init__(self, path: Path, fingerprint: str, checkpoint_seconds: float = 1.0):
+    def __init__(
+        self,
+        path: Path,
+        fingerprint: str,
+        checkpoint_seconds: float = 1.0,
+        inputs: Iterable[Path | str] = (),
+    ):
         self.path = Path(path)
         self.fingerprint = fingerprint
         self.checkpoint_seconds = checkpoint_seconds
+        self.inputs = tuple(inputs)  # what the run reads: never written, never inside it
         self._files: dict[str, Any] = {}
         self._sizes = dict.fromkeys(_DATA_FILES, 0)  # bytes of whole seeds in each file
         self._journal = None
-        self._lockfile = None
+        self._lock = outputs.Lock(self.path / LOCK, self.path)
         self._last_checkpoint = 0.0
         self.done = 0
         # Journaled with every checkpoint and read back on resume: running totals the
@@ -67,18 +76,16 @@ class RunFolder:
         self.carried: dict[str, Any] = {}
 
     def _fail(self, action: str, error: OSError) -> RunFolderError:
-        return RunFolderError(
-            f"{self.path}: cannot {action} ({error.strerror or error}); "
-            "free some space or choose another -o folder"
-        )
+        return outputs.write_error(self.path, error, action)
 
     def open(self, overwrite: bool = False) -> int:
         """Prepare the folder; returns how many seeds an earlier run already finished."""
+        outputs.check_target(self.path, "run", inputs=self.inputs)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise self._fail("create the folder", e) from None
-        self._lock()
+        self._lock.acquire()
         try:
             return self._prepare(overwrite)
         except BaseException:
@@ -115,21 +122,6 @@ class RunFolder:
         except OSError as e:
             raise self._fail("write", e) from None
         return self.done
-
-    def _lock(self) -> None:
-        """One writer per run folder: a second run on it would interleave rows."""
-        import fcntl
-
-        try:
-            self._lockfile = (self.path / LOCK).open("a")
-            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunFolderError(
-                f"{self.path}: another hedgerow run is writing to it; wait for "
-                "it to finish or choose another -o folder"
-            ) from None
-        except OSError as e:
-            raise self._fail("lock the folder", e) from None
 
     def _recover(self, journal: Path) -> int:
         entries, length = _valid_lines(journal)
@@ -199,11 +191,12 @@ class RunFolder:
         self._last_checkpoint = time.monotonic()
 
     def close(self) -> None:
-        for fh in [*self._files.values(), self._journal, self._lockfile]:
+        for fh in [*self._files.values(), self._journal]:
             if fh is not None:
                 with contextlib.suppress(OSError):
                     fh.close()
-        self._files, self._journal, self._lockfile = {}, None, None
+        self._files, self._journal = {}, None
+        self._lock.release()
 
     def write_json(self, name: str, value: dict[str, Any]) -> Path:
         """Write one JSON file of the run atomically (a reader never sees half of it)."""

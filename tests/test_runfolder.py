@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from generator.errors import RunFolderError
+from generator.errors import ConfigError, RunFolderError
 from generator.runfolder import CANDIDATES, DATASET, JOURNAL, RunFolder
 
 
@@ -87,3 +87,16 @@ def test_second_writer_is_refused(tmp_path):
         RunFolder(tmp_path / "run", "fp").open()
     first.close()
     RunFolder(tmp_path / "run", "fp").open()
+
+
+def test_a_run_folder_is_never_an_input_nor_inside_another_run(tmp_path):
+    seeds = tmp_path / "run" / "seeds.jsonl"
+    seeds.parent.mkdir()
+    seeds.write_text('{"question": "q", "answer": "a"}\n')
+    with pytest.raises(ConfigError, match="holds the input"):
+        RunFolder(tmp_path / "run", "fp", inputs=[seeds]).open(overwrite=True)
+    assert seeds.exists()
+    RunFolder(tmp_path / "outer", "fp").open()
+    with pytest.raises(ConfigError, match="is inside the run folder"):
+        RunFolder(tmp_path / "outer" / "inner", "fp").open()
+    assert not (tmp_path / "outer" / "inner").exists()

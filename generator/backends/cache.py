@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.errors import RunFolderError
+from generator.outputs import describe
 
 FILE = "cache.sqlite"
 
@@ -70,8 +71,8 @@ class ResponseCache:
             )
         except sqlite3.Error as e:
             raise RunFolderError(
-                f"{self.path}: cannot write the response cache ({e}); "
-                "free some space or choose another -o folder"
+                f"{self.path}: cannot write the response cache "
+                + describe(e, "choose another -o folder")
             ) from None
 
     def __contains__(self, key: str) -> bool:
