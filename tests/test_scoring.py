@@ -277,6 +277,17 @@ def test_a_resumed_scored_run_ranks_against_the_reference_it_started_with(tmp_pa
         assert (tmp_path / "cut" / name).read_bytes() == (whole.path / name).read_bytes(), name
 
 
+def test_score_of_a_file_without_rows_is_one_line_exit_1(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "s.jsonl").write_text('{"question": "q", "answer": "a"}\n')
+    for args in (["empty.jsonl"], ["s.jsonl", "empty.jsonl"]):
+        result = invoke("score", *args)
+        assert result.exit_code == 1, result.output
+        (line,) = result.output.strip().splitlines()
+        assert "empty.jsonl: no rows found" in line
+    assert not list(tmp_path.glob("*.fit.jsonl*"))
+
+
 def test_two_scores_of_one_output_never_interleave(tmp_path):
     """A second `score` of the same output, started while the first scores, is refused
     at once (the run folder's lock), and the first writes each row exactly once."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from generator import outputs
-from generator.errors import ConfigError
+from generator.errors import ConfigError, InputError
 from generator.io import detect_shape, input_stats, records, to_seed
 from generator.scoring import FRAME, Reference, make
 from generator.templates import Prompts
@@ -49,6 +49,11 @@ def _rows(paths: Sequence[str], prompt_column, response_column) -> Iterator[tupl
                 shape = detect_shape(row.keys(), str(path), prompt_column, response_column)
             yield row, to_seed(row, shape, where, index)
             index += 1
+        if shape is None:
+            raise InputError(
+                f"{path}: no rows found (the file is empty); add rows or drop the file "
+                "from the command"
+            )
 
 
 def _fingerprint(paths: Sequence[str], spec: str, prompts: Prompts, columns) -> str:
