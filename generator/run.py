@@ -467,6 +467,10 @@ def generate(
             pipeline.drive(resumed_from, write, keep_reference, progress.say if progress else None)
         )
         status = "complete"
+    except Exception:
+        if not (stats is not None and stats.sent):  # no answer paid for goes with it
+            folder.abandon()  # failed before its first seed: leave nothing behind
+        raise
     finally:
         try:
             if stats is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -69,6 +70,9 @@ class RunFolder:
         self._sizes = dict.fromkeys(_DATA_FILES, 0)  # bytes of whole seeds in each file
         self._journal = None
         self._lock = outputs.Lock(self.path / LOCK, self.path)
+        self._made: list[Path] = []  # folders this invocation created, innermost first
+        self._fresh = False  # the folder was new or empty: everything in it is this run's
+        self._discard = False
         self._last_checkpoint = 0.0
         self.done = 0
         # Journaled with every checkpoint and read back on resume: running totals the
@@ -81,14 +85,22 @@ class RunFolder:
     def open(self, overwrite: bool = False) -> int:
         """Prepare the folder; returns how many seeds an earlier run already finished."""
         outputs.check_target(self.path, "run", inputs=self.inputs)
+        self._made = [p for p in (self.path, *self.path.parents) if not p.exists()]
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+            self._fresh = bool(self._made) or not any(self.path.iterdir())
         except OSError as e:
+            self._remove_made()
             raise self._fail("create the folder", e) from None
-        self._lock.acquire()
+        try:
+            self._lock.acquire()
+        except BaseException:
+            self._remove_made()
+            raise
         try:
             return self._prepare(overwrite)
         except BaseException:
+            self._discard = self._fresh  # a folder made only to be refused goes again
             self.close()  # a refused folder must not stay locked by this process
             raise
 
@@ -190,13 +202,40 @@ class RunFolder:
             raise self._fail("write", e) from None
         self._last_checkpoint = time.monotonic()
 
+    def abandon(self) -> None:
+        """The run failed before its first seed: a folder that was new or empty when it
+        opened holds nothing but this run's empty files, so closing removes them (and
+        the folder, if this run created it). A folder with earlier work stays as it is."""
+        self._discard = self._fresh and self.done == 0
+
     def close(self) -> None:
         for fh in [*self._files.values(), self._journal]:
             if fh is not None:
                 with contextlib.suppress(OSError):
                     fh.close()
         self._files, self._journal = {}, None
+        if self._discard:  # while still locked: no other run can be starting in it
+            with contextlib.suppress(OSError):
+                for entry in list(self.path.iterdir()):
+                    if entry.name == LOCK:
+                        continue
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink(missing_ok=True)
         self._lock.release()
+        if self._discard:
+            self._remove_made()
+            self._discard = False
+
+    def _remove_made(self) -> None:
+        """Remove the (empty) folders this invocation created, innermost first."""
+        for folder in self._made:
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty: something else is in it now
+        self._made = []
 
     def write_json(self, name: str, value: dict[str, Any]) -> Path:
         """Write one JSON file of the run atomically (a reader never sees half of it)."""

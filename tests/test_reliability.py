@@ -291,7 +291,24 @@ def test_a_hostile_template_is_refused_before_any_output(tmp_path, template, mes
     (line,) = result.output.strip().splitlines()
     assert "hedge/offline.j2" in line and message in line
     assert time.monotonic() - started < 30
-    assert not read_jsonl(tmp_path / "run" / "dataset.jsonl")  # nothing half-made was kept
+    assert not (tmp_path / "run").exists()  # nothing half-made was kept, not even the folder
+
+
+def test_an_error_before_the_first_seed_leaves_nothing_behind(tmp_path):
+    bank = tmp_path / "p" / "hedge"
+    bank.mkdir(parents=True)
+    (bank / "phrases.toml").write_text("skip_prompt_starts = [\n")  # broken TOML
+    empty = tmp_path / "empty"
+    empty.mkdir()  # made by the user: it stays, empty
+    for out in (tmp_path / "new" / "deep" / "run", empty):
+        result = invoke("generate", EXAMPLES, "-o", out, "--prompts", tmp_path / "p")
+        assert result.exit_code == 1, result.output
+        (line,) = result.output.strip().splitlines()
+        assert "phrases.toml" in line
+    assert not (tmp_path / "new").exists()
+    assert list(empty.iterdir()) == []
+    augmented = invoke("augment", EXAMPLES, "--run", "r", "--prompts", tmp_path / "p")
+    assert augmented.exit_code == 1 and not (tmp_path / "r").exists()
 
 
 def test_seed_text_is_data_never_a_template_or_an_instruction(tmp_path):
