@@ -226,7 +226,7 @@ def _mixed(items: list, new: list, shuffle: bool, seed: int) -> list:
     return out
 
 
-def _write_lines(layout: Layout, new: list[dict], target: Path, shuffle: bool, seed: int) -> None:
+def _write_lines(layout: Layout, new: list[dict], tmp: Path, shuffle: bool, seed: int) -> None:
     """JSONL and CSV: the original bytes stay as they are; new lines follow (or mix in)."""
     raw = layout.path.read_bytes()
     if layout.kind == "csv":
@@ -259,12 +259,10 @@ def _write_lines(layout: Layout, new: list[dict], target: Path, shuffle: bool, s
             lines[-1] += b"\n"
         added = [jsontext.dumps(r, ensure_ascii=False).encode() + b"\n" for r in new]
         blob = bom + b"".join(_mixed(lines, added, shuffle, seed))
-    tmp = outputs.temporary(target)
     tmp.write_bytes(blob)
-    outputs.replace(tmp, target)
 
 
-def _write_json(layout: Layout, new: list[dict], target: Path, shuffle: bool, seed: int) -> None:
+def _write_json(layout: Layout, new: list[dict], tmp: Path, shuffle: bool, seed: int) -> None:
     """A JSON list written back in its own style: indentation (spaces or tabs),
     separators, ASCII escapes and byte-order mark."""
     raw = layout.path.read_bytes()
@@ -286,12 +284,10 @@ def _write_json(layout: Layout, new: list[dict], target: Path, shuffle: bool, se
         indent=indent,
         separators=(comma, colon),
     )
-    tmp = outputs.temporary(target)
     tmp.write_bytes(bom + (body + "\n").encode("utf-8"))
-    outputs.replace(tmp, target)
 
 
-def _write_parquet(layout: Layout, new: list[dict], target: Path, shuffle: bool, seed: int) -> None:
+def _write_parquet(layout: Layout, new: list[dict], tmp: Path, shuffle: bool, seed: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -302,12 +298,10 @@ def _write_parquet(layout: Layout, new: list[dict], target: Path, shuffle: bool,
         order = list(range(table.num_rows))
         random.Random(f"shuffle\x1f{seed}").shuffle(order)
         table = table.take(order)
-    tmp = outputs.temporary(target)
     pq.write_table(table, tmp)
-    outputs.replace(tmp, target)
 
 
-def _write_disk(layout: Layout, new: list[dict], target: Path, shuffle: bool, seed: int) -> None:
+def _write_disk(layout: Layout, new: list[dict], tmp: Path, shuffle: bool, seed: int) -> None:
     import datasets
 
     datasets.disable_progress_bars()
@@ -327,10 +321,8 @@ def _write_disk(layout: Layout, new: list[dict], target: Path, shuffle: bool, se
     if split is not None:
         loaded[split] = table
         table = loaded
-    tmp = outputs.temporary(target)
     outputs.clean(tmp)
     table.save_to_disk(str(tmp))
-    outputs.replace(tmp, target)
 
 
 _WRITERS = {
@@ -380,11 +372,12 @@ def augment(
             f"{source}: unknown file type '{source.suffix or '(none)'}'; augment reads and "
             "writes .jsonl, .json, .csv, .tsv, .parquet and save_to_disk folders"
         )
-    target = Path(out) if out else default_output(source)
-    if target.resolve() == source.resolve():
-        raise ConfigError(f"-o {target} is the input; write the augmented data to a new file")
-    protect = [source, *([config.out] if config.out else [])]
-    target = outputs.check_target(target, folder=shape.kind == "disk", protect=protect)
+    target = outputs.check_target(
+        Path(out) if out else default_output(source),
+        "datasets" if shape.kind == "disk" else "file",
+        inputs=[source],
+        runs=[config.out] if config.out else [],  # the run folder it is about to create
+    )
     if shape.kind != "disk":
         allowed = _SUFFIXES[shape.kind]
         if shape.kind == "csv":
@@ -416,12 +409,7 @@ def augment(
         shape.new_row(r["messages"][0]["content"], r["messages"][-1]["content"], i)
         for r, i in zip(chosen, ids, strict=True)
     ]
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _WRITERS[shape.kind](shape, new, target, shuffle, config.seed)
-    except OSError as e:
-        outputs.clean(outputs.temporary(target))
-        raise outputs.write_error(target, e) from None
+    outputs.write(target, lambda tmp: _WRITERS[shape.kind](shape, new, tmp, shuffle, config.seed))
     added = {name: 0 for name in wanted}
     for row in chosen:
         added[quota_key(row["behavior"])] += 1

@@ -23,7 +23,7 @@ from typing import Any
 
 from generator import jsontext, outputs
 from generator.errors import HedgerowError
-from generator.runfolder import CANDIDATES, DATASET, JOURNAL, MANIFEST, REFERENCE, Run, dumps
+from generator.runfolder import Run, dumps
 
 FORMATS = ("openai", "alpaca", "sharegpt", "dpo", "hf")
 
@@ -170,18 +170,16 @@ class ExportResult:
     kinds: dict[str, int] = field(default_factory=dict)  # dpo: pairs per construction
 
 
-def _write_jsonl(rows: Iterator[dict[str, Any]], target: Path) -> int:
-    tmp = outputs.temporary(target)
+def _write_jsonl(rows: Iterator[dict[str, Any]], tmp: Path) -> int:
     count = 0
     with tmp.open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(dumps(row))
             count += 1
-    outputs.replace(tmp, target)
     return count
 
 
-def _write_hf(rows: Iterator[dict[str, Any]], target: Path, push_to_hub: str | None) -> int:
+def _write_hf(rows: Iterator[dict[str, Any]], tmp: Path):
     import datasets
 
     features = datasets.Features(
@@ -208,21 +206,21 @@ def _write_hf(rows: Iterator[dict[str, Any]], target: Path, push_to_hub: str | N
         import pyarrow as pa
 
         dataset = datasets.Dataset(pa.Table.from_pylist([], schema=features.arrow_schema))
-    tmp = outputs.temporary(target)
     outputs.clean(tmp)
     # One shard even when empty: datasets cannot load a folder of zero shards back.
     dataset.save_to_disk(str(tmp), num_shards=1)
-    outputs.replace(tmp, target)
-    if push_to_hub:
-        try:
-            dataset.push_to_hub(push_to_hub, token=os.environ.get("HF_TOKEN") or None)
-        except Exception as e:  # the hub client raises many types; the message says enough
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ExportError(
-                f"{target}: saved, but pushing to the hub repo {push_to_hub} failed ({first}); "
-                "check the network and HF_TOKEN, then push again"
-            ) from None
-    return len(dataset)
+    return dataset
+
+
+def _push(dataset, target: Path, push_to_hub: str) -> None:
+    try:
+        dataset.push_to_hub(push_to_hub, token=os.environ.get("HF_TOKEN") or None)
+    except Exception as e:  # the hub client raises many types; the message says enough
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(
+            f"{target}: saved, but pushing to the hub repo {push_to_hub} failed ({first}); "
+            "check the network and HF_TOKEN, then push again"
+        ) from None
 
 
 def export(
@@ -235,32 +233,29 @@ def export(
         raise ExportError("--push-to-hub needs --format hf")
     folder = Run(run)
     default = folder.path / ("hf" if format == "hf" else f"{format}.jsonl")
-    own = (DATASET, CANDIDATES, JOURNAL, MANIFEST, REFERENCE)
     target = outputs.check_target(
         Path(out) if out else default,
-        folder=format == "hf",
-        protect=[folder.path, *(folder.path / name for name in own)],
+        "datasets" if format == "hf" else "file",
+        owned=[default],  # the one file export may write in the run folder it reads
     )
     rows = folder.rows()
     kinds: Counter = Counter()
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if format == "hf":
-            count = _write_hf(map(hf_row, rows), target, push_to_hub)
-        elif format == "dpo":
+    if format == "hf":
+        dataset = outputs.write(target, lambda tmp: _write_hf(map(hf_row, rows), tmp))
+        count = len(dataset)
+        if push_to_hub:
+            _push(dataset, target, push_to_hub)
+    elif format == "dpo":
 
-            def counted():
-                for pair in preference_pairs(rows):
-                    kinds[pair.pop("kind")] += 1
-                    yield pair
+        def counted():
+            for pair in preference_pairs(rows):
+                kinds[pair.pop("kind")] += 1
+                yield pair
 
-            count = _write_jsonl(counted(), target)
-        else:
-            shape = {"openai": openai_row, "alpaca": alpaca_row, "sharegpt": sharegpt_row}
-            count = _write_jsonl(map(shape[format], rows), target)
-    except OSError as e:
-        outputs.clean(outputs.temporary(target))
-        raise outputs.write_error(target, e) from None
+        count = outputs.write(target, lambda tmp: _write_jsonl(counted(), tmp))
+    else:
+        shape = {"openai": openai_row, "alpaca": alpaca_row, "sharegpt": sharegpt_row}
+        count = outputs.write(target, lambda tmp: _write_jsonl(map(shape[format], rows), tmp))
     return ExportResult(
         target, format, count, folder.status, folder.done, dict(sorted(kinds.items()))
     )

@@ -9,7 +9,6 @@ as one file.
 from __future__ import annotations
 
 import html
-import os
 import random
 import re
 import shlex
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from generator.errors import RunFolderError
+from generator import outputs
 from generator.plots import draw
 from generator.plots import order as _order
 from generator.run import tally
@@ -231,11 +230,13 @@ def _summaries(data: dict[str, Any]) -> tuple[BehaviorSummary, ...]:
 def write_report(path: Path | str, out: Path | str | None = None) -> Report:
     """Read the run folder at `path` and write its report page (default: inside it)."""
     run = Run(path)
+    own = run.path / "report.html"
+    target = outputs.check_target(_target(run.path, out), owned=[own])  # before the work
     data = _collect(run)
     behaviors = _summaries(data)
     seeds = run.manifest.get("seeds") or {}
     report = Report(
-        path=_target(run.path, out),
+        path=target,
         run=run.path,
         status=run.status,
         seeds_done=seeds.get("done", run.done),
@@ -247,14 +248,7 @@ def write_report(path: Path | str, out: Path | str | None = None) -> Report:
         failed=dict(data["counts"]["failed"].most_common()),
     )
     page = _page(run, report, data, draw(report, data))
-    tmp = report.path.with_name(report.path.name + ".tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, report.path)
-    except OSError as e:
-        raise RunFolderError(
-            f"{report.path}: cannot write the report ({e.strerror or e}); choose another -o path"
-        ) from None
+    outputs.write(target, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return report
 
 

@@ -456,7 +456,7 @@ def generate(
             requests=_requests(stats, config),
         )
 
-    folder = RunFolder(path, fingerprint)
+    folder = RunFolder(path, fingerprint, inputs=config.seeds)
     resumed_from = folder.open(overwrite=overwrite)
     carried = folder.carried.get("usage", {})
     if stats is not None:
@@ -484,6 +484,10 @@ def generate(
             pipeline.drive(resumed_from, write, keep_reference, progress.say if progress else None)
         )
         status = "complete"
+    except Exception:
+        if not (stats is not None and stats.sent):  # no answer paid for goes with it
+            folder.abandon()  # failed before its first seed: leave nothing behind
+        raise
     finally:
         try:
             if stats is not None:

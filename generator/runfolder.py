@@ -20,16 +20,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from generator import jsontext
+from generator import jsontext, outputs
 from generator.errors import RunFolderError
+from generator.outputs import JOURNAL
 
 DATASET = "dataset.jsonl"
 CANDIDATES = "candidates.jsonl"
-JOURNAL = "journal.jsonl"
 MANIFEST = "manifest.json"
 REFERENCE = "reference.json"  # the seeds' own responses, scored: fits are ranked against it
 LOCK = ".lock"
@@ -59,14 +61,24 @@ def _valid_lines(path: Path) -> tuple[list[dict], int]:
 class RunFolder:
     """Owns the files of one run folder while a run writes to it."""
 
-    def __init__(self, path: Path, fingerprint: str, checkpoint_seconds: float = 1.0):
+    def __init__(
+        self,
+        path: Path,
+        fingerprint: str,
+        checkpoint_seconds: float = 1.0,
+        inputs: Iterable[Path | str] = (),
+    ):
         self.path = Path(path)
         self.fingerprint = fingerprint
         self.checkpoint_seconds = checkpoint_seconds
+        self.inputs = tuple(inputs)  # what the run reads: never written, never inside it
         self._files: dict[str, Any] = {}
         self._sizes = dict.fromkeys(_DATA_FILES, 0)  # bytes of whole seeds in each file
         self._journal = None
-        self._lockfile = None
+        self._lock = outputs.Lock(self.path / LOCK, self.path)
+        self._made: list[Path] = []  # folders this invocation created, innermost first
+        self._fresh = False  # the folder was new or empty: everything in it is this run's
+        self._discard = False
         self._last_checkpoint = 0.0
         self.done = 0
         self.retried = 0  # seeds a resume does again because their requests had failed
@@ -76,21 +88,27 @@ class RunFolder:
         self.carried: dict[str, Any] = {}
 
     def _fail(self, action: str, error: OSError) -> RunFolderError:
-        return RunFolderError(
-            f"{self.path}: cannot {action} ({error.strerror or error}); "
-            "free some space or choose another -o folder"
-        )
+        return outputs.write_error(self.path, error, action)
 
     def open(self, overwrite: bool = False) -> int:
         """Prepare the folder; returns how many seeds an earlier run already finished."""
+        outputs.check_target(self.path, "run", inputs=self.inputs)
+        self._made = [p for p in (self.path, *self.path.parents) if not p.exists()]
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+            self._fresh = bool(self._made) or not any(self.path.iterdir())
         except OSError as e:
+            self._remove_made()
             raise self._fail("create the folder", e) from None
-        self._lock()
+        try:
+            self._lock.acquire()
+        except BaseException:
+            self._remove_made()
+            raise
         try:
             return self._prepare(overwrite)
         except BaseException:
+            self._discard = self._fresh  # a folder made only to be refused goes again
             self.close()  # a refused folder must not stay locked by this process
             raise
 
@@ -124,21 +142,6 @@ class RunFolder:
         except OSError as e:
             raise self._fail("write", e) from None
         return self.done
-
-    def _lock(self) -> None:
-        """One writer per run folder: a second run on it would interleave rows."""
-        import fcntl
-
-        try:
-            self._lockfile = (self.path / LOCK).open("a")
-            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunFolderError(
-                f"{self.path}: another hedgerow run is writing to it; wait for "
-                "it to finish or choose another -o folder"
-            ) from None
-        except OSError as e:
-            raise self._fail("lock the folder", e) from None
 
     def _recover(self, journal: Path) -> int:
         entries, length = _valid_lines(journal)
@@ -228,12 +231,40 @@ class RunFolder:
             raise self._fail("write", e) from None
         self._last_checkpoint = time.monotonic()
 
+    def abandon(self) -> None:
+        """The run failed before its first seed: a folder that was new or empty when it
+        opened holds nothing but this run's empty files, so closing removes them (and
+        the folder, if this run created it). A folder with earlier work stays as it is."""
+        self._discard = self._fresh and self.done == 0
+
     def close(self) -> None:
-        for fh in [*self._files.values(), self._journal, self._lockfile]:
+        for fh in [*self._files.values(), self._journal]:
             if fh is not None:
                 with contextlib.suppress(OSError):
                     fh.close()
-        self._files, self._journal, self._lockfile = {}, None, None
+        self._files, self._journal = {}, None
+        if self._discard:  # while still locked: no other run can be starting in it
+            with contextlib.suppress(OSError):
+                for entry in list(self.path.iterdir()):
+                    if entry.name == LOCK:
+                        continue
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink(missing_ok=True)
+        self._lock.release()
+        if self._discard:
+            self._remove_made()
+            self._discard = False
+
+    def _remove_made(self) -> None:
+        """Remove the (empty) folders this invocation created, innermost first."""
+        for folder in self._made:
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty: something else is in it now
+        self._made = []
 
     def write_json(self, name: str, value: dict[str, Any]) -> Path:
         """Write one JSON file of the run atomically (a reader never sees half of it)."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.errors import TemplateError
+from generator.outputs import describe
 
 _HERE = Path(__file__).resolve().parent
 RENDER_SECONDS = 2.0  # one render of one template; the shipped ones take microseconds
@@ -263,7 +264,6 @@ def init_templates(target: Path, force: bool = False) -> list[Path]:
             written.append(dst)
     except OSError as e:
         raise TemplateError(
-            f"{target}: cannot write templates there ({e.strerror}); "
-            "choose a folder you can write to"
+            f"{target}: cannot write templates there " + describe(e, "choose another folder")
         ) from None
     return written

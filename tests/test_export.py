@@ -194,8 +194,8 @@ def test_an_output_never_replaces_a_folder_it_did_not_write(run, tmp_path):
     for fmt, target, message in (
         ("openai", precious, "is a folder; name a file"),
         ("hf", precious, "save_to_disk did not write"),
-        ("openai", run, f"would replace {run}"),
-        ("openai", run / "dataset.jsonl", "would replace"),
+        ("openai", run, f"-o {run} is a run folder"),
+        ("openai", run / "dataset.jsonl", f"is inside the run folder {run}"),
         ("openai", ".", "is a folder"),
     ):
         result = invoke("export", run, "--format", fmt, "-o", target)

@@ -291,7 +291,24 @@ def test_a_hostile_template_is_refused_before_any_output(tmp_path, template, mes
     (line,) = result.output.strip().splitlines()
     assert "hedge/offline.j2" in line and message in line
     assert time.monotonic() - started < 30
-    assert not read_jsonl(tmp_path / "run" / "dataset.jsonl")  # nothing half-made was kept
+    assert not (tmp_path / "run").exists()  # nothing half-made was kept, not even the folder
+
+
+def test_an_error_before_the_first_seed_leaves_nothing_behind(tmp_path):
+    bank = tmp_path / "p" / "hedge"
+    bank.mkdir(parents=True)
+    (bank / "phrases.toml").write_text("skip_prompt_starts = [\n")  # broken TOML
+    empty = tmp_path / "empty"
+    empty.mkdir()  # made by the user: it stays, empty
+    for out in (tmp_path / "new" / "deep" / "run", empty):
+        result = invoke("generate", EXAMPLES, "-o", out, "--prompts", tmp_path / "p")
+        assert result.exit_code == 1, result.output
+        (line,) = result.output.strip().splitlines()
+        assert "phrases.toml" in line
+    assert not (tmp_path / "new").exists()
+    assert list(empty.iterdir()) == []
+    augmented = invoke("augment", EXAMPLES, "--run", "r", "--prompts", tmp_path / "p")
+    assert augmented.exit_code == 1 and not (tmp_path / "r").exists()
 
 
 def test_seed_text_is_data_never_a_template_or_an_instruction(tmp_path):
@@ -384,22 +401,21 @@ def read_only_dir(tmp_path):
 
 
 def test_a_read_only_output_is_a_clear_error(read_only_dir, tmp_path):
-    for args in (
-        ["generate", EXAMPLES, "-o", read_only_dir / "run"],
-        ["augment", EXAMPLES, "-o", read_only_dir / "x.jsonl", "--run", tmp_path / "r"],
-    ):
-        result = invoke(*args)
-        assert result.exit_code == 1, result.output
-        (line,) = result.output.strip().splitlines()
-        assert str(read_only_dir) in line and "cannot" in line
     run = tmp_path / "r"
     for args in (
+        ["generate", EXAMPLES, "-o", read_only_dir / "run"],
+        ["augment", EXAMPLES, "-o", read_only_dir / "x.jsonl", "--run", run],
+        ["score", EXAMPLES, "-o", read_only_dir / "x.jsonl", "--scorer", "embedded"],
         ["export", run, "--format", "openai", "-o", read_only_dir / "o.jsonl"],
         ["report", run, "-o", read_only_dir / "r.html"],
     ):
         result = invoke(*args)
         assert result.exit_code == 1, result.output
-        assert len(result.output.strip().splitlines()) == 1 and "cannot" in result.output
+        (line,) = result.output.strip().splitlines()
+        assert str(read_only_dir) in line and "cannot" in line
+        # what went wrong, not a guess at the commonest cause
+        cause = "read-only" if os.geteuid() == 0 else "no permission to write there"
+        assert cause in line and "free some space" not in line, line
 
 
 def test_a_hostile_request_template_fails_before_any_request_is_sent(tmp_path):

@@ -160,10 +160,15 @@ def test_report_on_a_folder_that_is_not_a_run_is_one_line_exit_1(tmp_path, make,
 
 def test_an_unwritable_report_path_is_one_line_exit_1(tmp_path):
     run = generate(tmp_path / "run", "--behaviors", "hedge")
+    (tmp_path / "no").write_text("a file where a folder should be")
     result = invoke("report", run, "-o", tmp_path / "no" / "such" / "report.html")
     assert result.exit_code == 1
-    assert result.output.startswith("Error: ") and "cannot write the report" in result.output
+    assert result.output.startswith("Error: ") and "cannot write it" in result.output
+    assert "in the way on its path" in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
+    # a folder that is only missing is made, as every command that writes does
+    made = invoke("report", run, "-o", tmp_path / "new" / "report.html")
+    assert made.exit_code == 0 and (tmp_path / "new" / "report.html").is_file()
 
 
 def test_importing_the_cli_and_report_loads_no_matplotlib():

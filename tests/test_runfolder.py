@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from generator.errors import RunFolderError
+from generator.errors import ConfigError, RunFolderError
 from generator.runfolder import CANDIDATES, DATASET, JOURNAL, RunFolder
 
 
@@ -105,3 +105,37 @@ def test_a_resume_redoes_from_the_first_unsettled_seed_and_journals_the_cut(tmp_
     third = RunFolder(tmp_path / "run", "fp")
     assert third.open() == 1 and third.retried == 0
     third.close()
+
+
+def test_a_run_that_fails_before_its_first_seed_leaves_nothing_behind(tmp_path):
+    folder = RunFolder(tmp_path / "a" / "b" / "run", "fp")
+    folder.open()
+    folder.abandon()  # what generate does when it fails before the first seed
+    folder.close()
+    assert list(tmp_path.iterdir()) == []  # every folder it made is gone, the lock too
+
+
+def test_a_resumed_folder_with_work_is_left_as_it_was(tmp_path):
+    first = RunFolder(tmp_path / "run", "fp", checkpoint_seconds=0)
+    first.open()
+    first.write([{"id": 1}], [{"c": 1}])
+    first.close()
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    again = RunFolder(tmp_path / "run", "fp")
+    assert again.open() == 1
+    again.abandon()  # fails before its first new seed
+    again.close()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+
+
+def test_a_run_folder_is_never_an_input_nor_inside_another_run(tmp_path):
+    seeds = tmp_path / "run" / "seeds.jsonl"
+    seeds.parent.mkdir()
+    seeds.write_text('{"question": "q", "answer": "a"}\n')
+    with pytest.raises(ConfigError, match="holds the input"):
+        RunFolder(tmp_path / "run", "fp", inputs=[seeds]).open(overwrite=True)
+    assert seeds.exists()
+    RunFolder(tmp_path / "outer", "fp").open()
+    with pytest.raises(ConfigError, match="is inside the run folder"):
+        RunFolder(tmp_path / "outer" / "inner", "fp").open()
+    assert not (tmp_path / "outer" / "inner").exists()

@@ -275,3 +275,50 @@ def test_a_resumed_scored_run_ranks_against_the_reference_it_started_with(tmp_pa
     whole = generate(RunConfig(seeds=(str(EXAMPLES),), out="whole", limit=5, scorer="embedded"))
     for name in ("dataset.jsonl", "candidates.jsonl", "reference.json"):
         assert (tmp_path / "cut" / name).read_bytes() == (whole.path / name).read_bytes(), name
+
+
+def test_score_of_a_file_without_rows_is_one_line_exit_1(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "s.jsonl").write_text('{"question": "q", "answer": "a"}\n')
+    for args in (["empty.jsonl"], ["s.jsonl", "empty.jsonl"]):
+        result = invoke("score", *args)
+        assert result.exit_code == 1, result.output
+        (line,) = result.output.strip().splitlines()
+        assert "empty.jsonl: no rows found" in line
+    assert not list(tmp_path.glob("*.fit.jsonl*"))
+
+
+def test_two_scores_of_one_output_never_interleave(tmp_path):
+    """A second `score` of the same output, started while the first scores, is refused
+    at once (the run folder's lock), and the first writes each row exactly once."""
+    import os
+    import subprocess
+    import sys
+
+    from generator.scoring import dataset
+
+    rows = [{"question": f"What is {i} + {i}?", "answer": f"{2 * i}"} for i in range(40)]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "x.jsonl"
+    second = []
+
+    def start_another(done, total):
+        if done == dataset.BATCH and not second:
+            second.append(
+                subprocess.run(
+                    [sys.executable, "-m", "generator", "score", "a.jsonl", "-o", str(out)],
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    env={**os.environ, "HEDGEROW_SCORER": "embedded"},
+                )
+            )
+
+    result = dataset.score_dataset(["a.jsonl"], out=str(out), progress=start_another)
+    (other,) = second
+    assert other.returncode == 1, other.stderr
+    (line,) = other.stderr.strip().splitlines()
+    assert f"{out}: another hedgerow run is writing to it" in line
+    assert result.rows == 40 and result.resumed_from == 0
+    assert [{k: v for k, v in r.items() if k != "fit"} for r in read_jsonl(out)] == rows
+    assert sorted(p.name for p in tmp_path.glob("*x.jsonl*")) == ["x.jsonl"]  # no lock, partial

@@ -19,6 +19,7 @@ from typing import Any
 
 from generator import jsontext
 from generator.errors import RunFolderError
+from generator.outputs import describe
 
 FILE = "cache.sqlite"
 
@@ -71,8 +72,8 @@ class ResponseCache:
             )
         except sqlite3.Error as e:
             raise RunFolderError(
-                f"{self.path}: cannot write the response cache ({e}); "
-                "free some space or choose another -o folder"
+                f"{self.path}: cannot write the response cache "
+                + describe(e, "choose another -o folder")
             ) from None
 
     def __contains__(self, key: str) -> bool:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.errors import ConfigError, ScorerError
+from generator.outputs import describe
 from generator.templates import Prompts
 from generator.values import Example, Fit
 
@@ -148,8 +149,8 @@ def embedded_model() -> Path:
         return Path(assemble())
     except (OSError, ValueError) as e:
         raise ScorerError(
-            f"--scorer embedded: cannot write the model to ~/.cache ({e}); "
-            "free some space or use --scorer gguf:PATH"
+            "--scorer embedded: cannot write the model to ~/.cache "
+            + describe(e, "use --scorer gguf:PATH")
         ) from None
 
 

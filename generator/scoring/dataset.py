@@ -3,7 +3,8 @@
 Each row is written back as it was, plus a `fit` field (nll, tokens, percentile among the
 dataset's own rows, truncated); a row without a response gets `"fit": null`. Rows are
 appended to `OUT.partial` as they are scored — a killed run resumes from there — and
-`OUT` appears, whole, when the last row is done.
+`OUT` appears, whole, when the last row is done. One score writes an output at a time
+(the lock every output uses), and the output is never one of the inputs.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from generator import jsontext
-from generator.errors import ConfigError, RunFolderError
+from generator import jsontext, outputs
+from generator.errors import ConfigError, InputError
 from generator.io import detect_shape, input_stats, records, to_seed
 from generator.scoring import FRAME, Reference, make
 from generator.templates import Prompts
@@ -48,6 +49,11 @@ def _rows(paths: Sequence[str], prompt_column, response_column) -> Iterator[tupl
                 shape = detect_shape(row.keys(), str(path), prompt_column, response_column)
             yield row, to_seed(row, shape, where, index)
             index += 1
+        if shape is None:
+            raise InputError(
+                f"{path}: no rows found (the file is empty); add rows or drop the file "
+                "from the command"
+            )
 
 
 def _fingerprint(paths: Sequence[str], spec: str, prompts: Prompts, columns) -> str:
@@ -93,36 +99,44 @@ def score_dataset(
         raise ConfigError(
             "hedgerow score needs a scorer; use --scorer embedded, gguf:PATH or openai:URL"
         )
-    templates = Prompts(prompts)
-    engine = make(scorer, templates)
     target = Path(out) if out else Path(Path(paths[0]).name.split(".")[0] + ".fit.jsonl")
     partial = target.with_name(target.name + ".partial")
+    for path in (target, partial):
+        outputs.check_target(path, inputs=paths)
     total = sum(1 for _ in _rows(paths, prompt_column, response_column))  # validates it too
+    templates = Prompts(prompts)
     fingerprint = _fingerprint(paths, scorer, templates, [prompt_column, response_column])
-    done = -1 if overwrite else _resume(partial, fingerprint)
-    if done < 0 and target.exists() and not overwrite:
-        raise ConfigError(f"{target}: already exists; pass --overwrite or choose another -o FILE")
     try:
-        if done < 0:
-            done = 0
-            partial.write_text(
-                jsontext.dumps({"fingerprint": fingerprint}) + "\n", encoding="utf-8"
-            )
-        resumed_from = done
-        if progress:
-            progress(done, total)
-        with partial.open("a", encoding="utf-8") as fh:
-            asyncio.run(
-                _score_rows(
-                    engine, paths, prompt_column, response_column, done, fh, progress, total
-                )
-            )
-        return _finish(partial, target, resumed_from, prompt_column, response_column)
+        target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise RunFolderError(
-            f"{target}: cannot write it ({e.strerror or e}); "
-            "free some space or choose another -o FILE"
-        ) from None
+        raise outputs.write_error(target, e) from None
+    # Held from the resume check to the last row: a second score of the same output is
+    # refused at once instead of appending to the same partial file.
+    with outputs.Lock(outputs.lock_file(target), target):
+        done = -1 if overwrite else _resume(partial, fingerprint)
+        if done < 0 and target.exists() and not overwrite:
+            raise ConfigError(
+                f"{target}: already exists; pass --overwrite or choose another -o FILE"
+            )
+        engine = make(scorer, templates)
+        try:
+            if done < 0:
+                done = 0
+                partial.write_text(
+                    jsontext.dumps({"fingerprint": fingerprint}) + "\n", encoding="utf-8"
+                )
+            resumed_from = done
+            if progress:
+                progress(done, total)
+            with partial.open("a", encoding="utf-8") as fh:
+                asyncio.run(
+                    _score_rows(
+                        engine, paths, prompt_column, response_column, done, fh, progress, total
+                    )
+                )
+            return _finish(partial, target, resumed_from, prompt_column, response_column)
+        except OSError as e:
+            raise outputs.write_error(target, e) from None
 
 
 async def _score_rows(engine, paths, prompt_column, response_column, start, fh, progress, total):
@@ -173,7 +187,7 @@ def _finish(
                 nlls.append(round(fit["nll"], 4))
     ranks = Reference(tuple(sorted(nlls)))
     worst: list[tuple[float, int, dict]] = []
-    tmp = target.with_name(target.name + ".tmp")
+    tmp = outputs.temporary(target)
     rows = 0
     with partial.open("rb") as src, tmp.open("w", encoding="utf-8") as dst:
         src.readline()
