@@ -89,6 +89,11 @@ class RefusalEntities(Bank):  # refusal/entities.toml
     number_words: Words
     self_contained_quantities: Count = 2
     character_verbs: Words
+    document_words: Words
+    concept_words: Words
+    concepts: Words
+    units: Words
+    place_starts: Words
 
 
 class RefusalKind(Bank):

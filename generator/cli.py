@@ -210,6 +210,12 @@ _RUN_OPTIONS = [
         "behavior this closely (Jaccard similarity of word 3-grams, MinHash); 0 turns it off.",
     ),
     _option(
+        "--keep-calculator-annotations",
+        is_flag=True,
+        help="Keep GSM8K-style calculator annotations (<<48/2=24>>) in every behavior's "
+        "responses; by default they are stripped from all of them alike.",
+    ),
+    _option(
         "--seed",
         type=int,
         default=0,

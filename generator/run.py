@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from generator import __version__, backends, generators, jsontext, scoring
+from generator import __version__, annotations, backends, generators, jsontext, scoring
 from generator.checks import BANK as CHECKS_BANK
 from generator.checks import Checker
 from generator.errors import ConfigError, EndpointError
@@ -49,6 +49,7 @@ class RunConfig:
     scorer: str = "embedded"
     fit_threshold: float = 0.95
     near_duplicates: float = 0.85  # Jaccard similarity that makes two rows duplicates; 0: off
+    keep_calculator_annotations: bool = False  # GSM8K's <<48/2=24>> in every response
     # `hedgerow augment`: rows wanted per behavior (refusal counts its contrasts too).
     # With a quota, seeds go in a shuffled order, a behavior stops once it has its rows,
     # and the run stops when every behavior has.
@@ -284,7 +285,8 @@ class Pipeline:
 
     async def score_reference(self) -> scoring.Reference:
         """The reference sample's own (prompt, response) pairs, scored."""
-        pairs = [(s.prompt, s.response) for s in self.reference_seeds]
+        keep = self.config.keep_calculator_annotations
+        pairs = [(s.prompt, annotations.reference(s.response, keep)) for s in self.reference_seeds]
         return await scoring.reference(self.scorer, pairs)
 
     def fingerprint(self) -> str:
@@ -302,14 +304,29 @@ class Pipeline:
         )
         return hashlib.sha256(blob.encode()).hexdigest()
 
+    def _finish(self, generator, out: list | Skip) -> list | Skip:
+        """A generator's output under the run's one policy on calculator annotations,
+        the same for every behavior."""
+        if isinstance(out, Skip):
+            return out
+        keep = self.config.keep_calculator_annotations
+        return [
+            item if isinstance(item, Skip) else annotations.apply(item, keep, generator.spans)
+            for item in out
+        ]
+
     async def process(self, seed: Seed) -> tuple[list[dict], list[dict]]:
         """One seed through generate, validate and select: (dataset rows, candidate rows)."""
         k = self.config.candidates
+        wanted = self.wanted()
         produced = await asyncio.gather(
-            *(self.backend.produce(generator, seed, k) for generator in self.wanted())
+            *(self.backend.produce(generator, seed, k) for generator in wanted)
         )
+        produced = [self._finish(g, out) for g, out in zip(wanted, produced, strict=True)]
+        # ...and the reference is checked under the same policy (a hedge quotes it verbatim).
+        reference = annotations.reference(seed.response, self.config.keep_calculator_annotations)
         checked = [
-            (item, self.checker.check(item, seed.response))
+            (item, self.checker.check(item, reference))
             for out in produced
             if not isinstance(out, Skip)
             for item in out

@@ -134,3 +134,92 @@ def test_skips_carry_reasons():
     assert run(WORD_PROBLEM, "$18")[1].reason == "self_contained"
     assert run("how do magnets work?", "Fields.")[1].reason == "no_entity"
     assert run("Who painted the Mona Lisa?", None)[1].reason == "no_reference_answer"
+
+
+# The entity rules on prompts of our own: units, concepts, documents, common phrases.
+COMMON_TEXT = (
+    "we played board games after dinner. quantum computing is hard. the founding fathers "
+    "met. a silver lining helps. deep sea fish glow."
+)
+
+
+def corpus_of(*texts):
+    corpus = CorpusWords()
+    for text in texts:
+        corpus.add_text(text)
+    return corpus
+
+
+def found(rules, prompt, corpus=None):
+    entities = rules.find(prompt) if corpus is None else rules.find(prompt, corpus)
+    return [(e.text, e.kind) for e in entities]
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "At what temperature does lead melt, in degrees Celsius?",
+        "How much colder is 40 Kelvin than the freezing point of water?",
+        "Why do engineers still quote heat in Rankine?",
+        "Is 30 Brixel a lot of sugar for a syrup?",  # a made-up unit, known by the number
+    ],
+)
+def test_units_are_not_entities(rules, prompt):
+    assert found(rules, prompt) == []
+
+
+@pytest.mark.parametrize(
+    "prompt, text, kind",
+    [
+        ("Explain the main ideas of Tai Chi.", "Tai Chi", "concept"),
+        ("What does the Peter Principle say about managers?", "Peter Principle", "concept"),
+        ("Who proved Fermat's Last Theorem?", "Fermat's Last Theorem", "concept"),
+        ("Describe the core beliefs of Stoicism.", "Stoicism", "concept"),
+        ("Why was the Stamp Act repealed?", "Stamp Act", "work"),
+        ("What did the Treaty of Tordesillas decide?", "Treaty of Tordesillas", "work"),
+        ("When was the Meiji Constitution adopted?", "Meiji Constitution", "work"),
+        ("Who is Bill Nye?", "Bill Nye", "person"),  # "Bill" heads no document here
+        ("Where is San Marino's parliament?", "San Marino", "place"),
+        ('What does the startup "Quillbase" sell?', "Quillbase", "organization"),
+        ("Write a sorting loop in Rust.", "Rust", "name"),  # "in" alone says no place
+        ("Who won the most medals at the 1936 Olympics?", "Olympics", "event"),  # no unit
+    ],
+)
+def test_kind_comes_from_the_words_not_the_shape(rules, prompt, text, kind):
+    assert found(rules, prompt)[0] == (text, kind)
+
+
+def test_capitalised_common_words_are_not_names():
+    rules = EntityRules(Prompts())
+    corpus = corpus_of(COMMON_TEXT)
+    assert found(rules, "Summarize recent progress in Quantum Computing.", corpus) == []
+    assert found(rules, "Why are Board Games popular again?", corpus) == []
+    assert found(rules, "Give me three facts about Deep Sea Fish.", corpus) == []
+    # "the" makes common words a name; a title after "book" stays a work
+    assert found(rules, "What did the Founding Fathers argue about?", corpus) == [
+        ("Founding Fathers", "name")
+    ]
+    assert found(rules, 'Who wrote the book "Silver Lining"?', corpus) == [
+        ("Silver Lining", "work")
+    ]
+    # a common word in it is not a person's name; names never written lower case are
+    assert found(rules, "What happened to Harold Finch?", corpus) == [("Harold Finch", "person")]
+    assert found(rules, "When did Silver Marquee open?", corpus)[0][1] != "person"
+
+
+def test_sentence_starts_list_items_and_sentence_ends(rules):
+    assert found(rules, "Which is a mammal?\n\nTrout, Heron, Otter") == []
+    assert found(rules, "Define each term.\n\nGlaucoma and Hyperopia") == []
+    assert found(rules, "Forest or desert: which is drier?") == []
+    assert [t for t, _ in found(rules, "Who runs Zentrix Labs. In which city?")] == ["Zentrix Labs"]
+
+
+def test_concept_and_document_refusals_keep_their_kind():
+    _, (refusal, _), checker = run("Explain the main ideas of Tai Chi.", "Balance and flow.")
+    assert refusal.attributes["entity_kind"] == "concept"
+    assert " " not in refusal.attributes["entity"]  # no made-up given name
+    assert "a concept called" in refusal.response
+    _, (act, _), _ = run("Why was the Stamp Act repealed?", "Colonists protested it.")
+    assert act.attributes["entity_kind"] == "work"
+    assert act.attributes["entity"].endswith(" Act") and act.attributes["entity"] != "Stamp Act"
+    assert checker.check(act, "Colonists protested it.") == []

@@ -60,6 +60,9 @@ class Generator:
     template: ClassVar[str]  # the offline output template
     bank: ClassVar[str]  # the phrase bank
     reply_model: ClassVar[Any]  # the pydantic model of the reply's JSON
+    # Attributes that mark a part of the response ({"start", "end", ...}): whatever edits
+    # a response after the generator (generator.annotations) moves them with the text.
+    spans: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, prompts: Prompts):
         self.prompts = prompts
