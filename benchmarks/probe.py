@@ -45,6 +45,7 @@ from generator.probe.server import ServerSampler  # noqa: E402
 from generator.scoring import CONTEXT, embedded_model  # noqa: E402
 from generator.scoring.model import LocalModel  # noqa: E402
 from generator.templates import Prompts  # noqa: E402
+from generator.values import CATEGORIES  # noqa: E402
 
 SHARED = {
     "gsm8k": ("gsm8k_train_300.jsonl", None),
@@ -74,9 +75,21 @@ def server(model: Path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host",
-         "127.0.0.1", "--port", str(port), "--n_ctx", "4096"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "4096",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/v1"
     for _ in range(300):
@@ -111,8 +124,9 @@ def main() -> None:
         t_batch, a = await probe_all(make_probe(together, args.samples, pool), timed)
         t_apart, b = await probe_all(make_probe(apart, args.samples, pool), timed)
         print(f"\n1. {len(timed)} seeds, K={args.samples} samples + 1 greedy each")
-        print(f"   in one batch: {len(timed) / t_batch:.2f} seeds/s ({t_batch / len(timed):.2f} s/seed)")
-        print(f"   one at a time: {len(timed) / t_apart:.2f} seeds/s ({t_apart / len(timed):.2f} s/seed)")
+        n = len(timed)
+        print(f"   in one batch: {n / t_batch:.2f} seeds/s ({t_batch / n:.2f} s/seed)")
+        print(f"   one at a time: {n / t_apart:.2f} seeds/s ({t_apart / n:.2f} s/seed)")
         print(f"   speed-up {t_apart / t_batch:.2f}x")
         same = sum(x.knowledge == y.knowledge for x, y in zip(a, b, strict=True))
         print(f"   same knowledge both ways: {same} of {len(timed)} (sampling order differs)")
@@ -127,9 +141,11 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(10)
-        print(f"\n2. llama.cpp's server, same seeds: {len(timed) / t_server:.2f} seeds/s "
-              f"({t_server / len(timed):.2f} s/seed, n per request: {sampler._n}); "
-              f"in-process is {t_server / t_batch:.2f}x faster")
+        print(
+            f"\n2. llama.cpp's server, same seeds: {len(timed) / t_server:.2f} seeds/s "
+            f"({t_server / len(timed):.2f} s/seed, n per request: {sampler._n}); "
+            f"in-process is {t_server / t_batch:.2f}x faster"
+        )
 
     asyncio.run(figures_1_2())
 
@@ -148,8 +164,10 @@ def main() -> None:
         ok = [s for s in seeds if not isinstance(probe.expected(s), str)][: args.limit]
         seconds, probed = asyncio.run(probe_all(probe, ok))
         cats = Counter(p.knowledge.category for p in probed)
-        shares = ", ".join(f"{c} {cats[c] / len(probed):.0%}" for c in probing.CATEGORIES) if probed else "-"
-        print(f"   {name}: {len(seeds)} seeds; " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
+        n = max(1, len(probed))
+        shares = ", ".join(f"{c} {cats[c] / n:.0%}" for c in CATEGORIES)
+        why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+        print(f"   {name}: {len(seeds)} seeds; {why}")
         print(f"      {len(probed)} probed in {seconds:.1f} s: {shares}")
     asyncio.run(model.aclose())
 
@@ -158,18 +176,24 @@ def main() -> None:
         started = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "generator", "generate", str(EXAMPLES), "-o", str(out)],
-            check=True, capture_output=True, env={**os.environ, "HEDGEROW_SCORER": "embedded"},
+            check=True,
+            capture_output=True,
+            env={**os.environ, "HEDGEROW_SCORER": "embedded"},
         )
         seconds = time.perf_counter() - started
         rows = [json.loads(line) for line in (out / "dataset.jsonl").open(encoding="utf-8")]
         gaps = [
             abs(r["attributes"]["confidence"] - r["knowledge"]["p_correct"])
             for r in rows
-            if r["behavior"] == "hedge" and r.get("knowledge") and r["attributes"].get("confidence") is not None
+            if r["behavior"] == "hedge"
+            and r.get("knowledge")
+            and r["attributes"].get("confidence") is not None
         ]
         mean = sum(gaps) / len(gaps) if gaps else float("nan")
-        print(f"\n   hedgerow generate examples (probe + embedded scorer): {seconds:.1f} s; "
-              f"{len(gaps)} hedge rows, mean |stated - p_correct| = {mean:.3f}")
+        print(
+            f"\n   hedgerow generate examples (probe + embedded scorer): {seconds:.1f} s; "
+            f"{len(gaps)} hedge rows, mean |stated - p_correct| = {mean:.3f}"
+        )
 
 
 if __name__ == "__main__":

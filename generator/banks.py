@@ -46,6 +46,7 @@ class Checks(Bank):  # checks.toml
     meta_talk: Words
     hedge: Words
     decline: Words
+    nonexistence: Words
     recovery: Words
     hedge_min_overlap: Share = 0.5
     common_words: list[str] = []
@@ -57,15 +58,21 @@ class Llm(Bank):  # llm.toml
 
 class HedgeLevel(Bank):
     name: Text
+    min_p: Share  # the level of a seed whose measured p_correct is at least this
     confidence: Annotated[float, Field(gt=0, lt=1)]
     openers: Words
     closers: Words
 
 
+class HedgeUnmeasured(Bank):
+    openers: Words
+    closers: Words
+
+
 class HedgePhrases(Bank):  # hedge/phrases.toml
-    per_seed: Count = 2
     skip_prompt_starts: list[str] = []
     levels: Annotated[list[HedgeLevel], Field(min_length=1)]
+    unmeasured: HedgeUnmeasured
 
 
 class NearMissPhrases(Bank):  # near_miss/phrases.toml
@@ -110,6 +117,12 @@ class EntityKindWords(Bank):
     noun: str = ""
 
 
+class UnknownToModel(Bank):
+    openers: Words
+    reasons: Words
+    offers: Words
+
+
 class RefusalPhrases(Bank):  # refusal/phrases.toml
     syllable_start: Words
     syllable_middle: Words
@@ -122,6 +135,7 @@ class RefusalPhrases(Bank):  # refusal/phrases.toml
     reasons: Words
     offers: Words
     kinds: dict[str, EntityKindWords] = {}
+    unknown_to_model: UnknownToModel
 
 
 class ProbeExemplar(Bank):
@@ -131,6 +145,7 @@ class ProbeExemplar(Bank):
 
 class ProbeBank(Bank):  # probe/probe.toml
     exemplars: Annotated[int, Field(ge=0, le=16)]
+    partner_min_p: Share
     max_answer_tokens: Annotated[int, Field(ge=1, le=256)]
     short_answer_words: Annotated[int, Field(ge=1)]
     span_words: Annotated[int, Field(ge=1)]

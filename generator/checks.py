@@ -22,6 +22,13 @@ def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|per ?cent\b)", re.I)
+
+
+def _percents(text: str) -> set[int]:
+    return {round(float(n)) for n in _PERCENT.findall(text)}
+
+
 @dataclass(frozen=True)
 class Cues:
     """The compiled cue patterns of one run."""
@@ -29,6 +36,7 @@ class Cues:
     meta_talk: tuple[re.Pattern, ...]
     hedge: tuple[re.Pattern, ...]
     decline: tuple[re.Pattern, ...]
+    nonexistence: tuple[re.Pattern, ...]
     recovery: tuple[re.Pattern, ...]
 
     @classmethod
@@ -36,7 +44,7 @@ class Cues:
         from generator.errors import TemplateError
 
         compiled = {}
-        for key in ("meta_talk", "hedge", "decline", "recovery"):
+        for key in ("meta_talk", "hedge", "decline", "nonexistence", "recovery"):
             patterns = []
             for pattern in prompts.bank_list(BANK, key):
                 try:
@@ -117,8 +125,17 @@ class Checker:
         ):
             failures.append("hedge_changed_reference")
         confidence = example.attributes.get("confidence")
-        if not isinstance(confidence, int | float) or not 0 < confidence < 1:
+        # percentages the answer itself states (the reference's own) are not confidences
+        stated = _percents(example.response) - _percents(reference or "")
+        if confidence is None:  # nothing measured: the hedge may state no number
+            if stated:
+                failures.append("unmeasured_hedge_states_a_confidence")
+        elif not isinstance(confidence, int | float) or not 0 < confidence < 1:
             failures.append("hedge_without_confidence")
+        elif not isinstance(example.attributes.get("p_correct"), int | float):
+            failures.append("hedge_confidence_not_measured")
+        elif stated - {round(confidence * 100)}:
+            failures.append("hedge_states_another_confidence")
         return failures
 
     def refusal(self, example: Example, reference: str | None) -> list[str]:
@@ -131,6 +148,10 @@ class Checker:
         original = example.attributes.get("replaced")
         if original and original in example.prompt:
             failures.append("refusal_prompt_keeps_entity")
+        if example.attributes.get("kind") == "unknown_to_model" and _any(
+            self.cues.nonexistence, example.response
+        ):
+            failures.append("unknown_declined_as_nonexistent")
         return failures
 
     def contrast(self, example: Example, reference: str | None) -> list[str]:

@@ -194,6 +194,28 @@ _RUN_OPTIONS = [
         "openai:URL (a /v1/completions with echo and logprobs) or none.",
     ),
     _option(
+        "--probe",
+        default="embedded",
+        show_default=True,
+        help="Knowledge probe (sets each hedge's confidence, and says \"I don't know\" where "
+        "the model does not): embedded (the --scorer model when in-process, else the bundled "
+        "one), gguf:PATH, openai:URL (a /v1/completions) or none.",
+    ),
+    _option(
+        "--probe-samples",
+        type=click.IntRange(min=1, max=64),
+        default=10,
+        show_default=True,
+        help="Sampled answers per probed question (plus one greedy answer).",
+    ),
+    _option(
+        "--probe-temperature",
+        type=click.FloatRange(0, 2),
+        default=1.0,
+        show_default=True,
+        help="Temperature of the probe's sampled answers.",
+    ),
+    _option(
         "--fit-threshold",
         type=click.FloatRange(0, 1),
         default=0.95,

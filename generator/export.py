@@ -112,7 +112,9 @@ def preference_pairs(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]
       the run recorded both (offline unknown-entity pairs: `attributes.replaced` and
       `attributes.entity`), so it reads as a fabricated answer about something that does
       not exist. For other kinds the contrast's answer is used as it is: it answers the
-      look-alike question as if it were this one.
+      look-alike question as if it were this one. For an "I don't know" (kind
+      `unknown_to_model`: a question the probe found the model never gets right), rejected
+      is the model's own greedy answer to it, as the probe recorded it: the hallucination.
     - **over_refusal**: the contrast prompt; chosen is its direct answer; rejected is the
       decline (the made-up name swapped for the real one where recorded): refusing on the
       wrong side of the boundary.
@@ -137,9 +139,15 @@ def preference_pairs(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]
                 continue
             refusal, contrast = pair["refusal"], pair["contrast"]
             attrs = refusal.get("attributes") or {}
-            fake, real = attrs.get("entity"), attrs.get("replaced")
             r_prompt, decline = _turns(refusal)
             c_prompt, answer = _turns(contrast)
+            if attrs.get("kind") == "unknown_to_model":
+                # "I don't know" over the model's own wrong answer; the known question's
+                # answer over declining it
+                made.append(("refusal", r_prompt, decline, attrs.get("model_answer") or ""))
+                made.append(("over_refusal", c_prompt, answer, decline))
+                continue
+            fake, real = attrs.get("entity"), attrs.get("replaced")
             made.append(("refusal", r_prompt, decline, _swap(answer, real, fake)))
             made.append(("over_refusal", c_prompt, answer, _swap(decline, fake, real)))
         wrong = None

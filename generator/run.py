@@ -13,7 +13,7 @@ import random
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ from generator.io import input_stats, iter_seeds
 from generator.runfolder import CANDIDATES, DATASET, REFERENCE, RunFolder, iter_rows
 from generator.select import NearDuplicates, select
 from generator.templates import Prompts
-from generator.values import REQUEST_FAILED, Seed, Skip
+from generator.values import REQUEST_FAILED, Example, Seed, Skip
 
 DEFAULT_BEHAVIORS = ("hedge", "refusal", "near_miss")
 
@@ -50,6 +50,11 @@ class RunConfig:
     fit_threshold: float = 0.95
     near_duplicates: float = 0.85  # Jaccard similarity that makes two rows duplicates; 0: off
     keep_calculator_annotations: bool = False  # GSM8K's <<48/2=24>> in every response
+    # the knowledge probe: the target model asked each checkable question probe_samples
+    # times (and once greedily); "embedded" is the --scorer's model when in-process
+    probe: str = "embedded"
+    probe_samples: int = 10
+    probe_temperature: float = 1.0
     # `hedgerow augment`: rows wanted per behavior (refusal counts its contrasts too).
     # With a quota, seeds go in a shuffled order, a behavior stops once it has its rows,
     # and the run stops when every behavior has.
@@ -162,8 +167,22 @@ class Pipeline:
             raise ConfigError("--near-duplicates must be a similarity between 0 and 1")
         self.config = config
         self.prompts = Prompts(config.prompts)
-        # Dry runs render and check; they score nothing, so they load no model.
+        # Dry runs render and check; they score and probe nothing, so they load no model.
         self.scorer = None if dry_run else scoring.make(config.scorer, self.prompts)
+        from generator import probe as probing
+        from generator.probe.stage import KnowledgeStage
+
+        measured = probing.make(
+            "none" if dry_run else config.probe,
+            self.prompts,
+            scorer=self.scorer,
+            samples=config.probe_samples,
+            temperature=config.probe_temperature,
+            seed=config.seed,
+            timeout=config.timeout,
+        )
+        # the unknown seeds' "I don't know" needs partners the model knows
+        self.knowledge = KnowledgeStage(measured, pair="refusal" in config.behaviors)
         self.reference: scoring.Reference | None = None
         self.reference_seeds: list[Seed] = []
         self.dedup = NearDuplicates(config.near_duplicates) if config.near_duplicates else None
@@ -205,6 +224,8 @@ class Pipeline:
             used = [t for g in self.generators for t in g.templates()]
         if config.scorer != "none":
             used.append(scoring.FRAME)
+        if config.probe != "none":
+            used += [probing.FRAME, probing.answers.BANK]
         names = sorted({*used, *self.backend.templates(), CHECKS_BANK})
         self.prompts.check_banks(names)
         self.template_hashes = {name: self.prompts.sha256(name) for name in names}
@@ -270,6 +291,7 @@ class Pipeline:
         answered = total = 0
         for seed in self.seeds(survey=True):
             total += 1
+            self.knowledge.offer(seed)
             if corpus is not None:
                 corpus.add_text(seed.prompt)
                 corpus.add_text(seed.response or "")
@@ -304,25 +326,32 @@ class Pipeline:
         )
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def _finish(self, generator, out: list | Skip) -> list | Skip:
+    def _finish(self, generator, seed: Seed, out: list | Skip) -> list | Skip:
         """A generator's output under the run's one policy on calculator annotations,
-        the same for every behavior."""
+        the same for every behavior, each row stamped with what the probe measured on the
+        question it answers (a contrast from another seed: that seed's)."""
         if isinstance(out, Skip):
             return out
         keep = self.config.keep_calculator_annotations
-        return [
-            item if isinstance(item, Skip) else annotations.apply(item, keep, generator.spans)
-            for item in out
-        ]
+
+        def finished(item: Example) -> Example:
+            item = annotations.apply(item, keep, generator.spans)
+            known = seed.knowledge
+            if seed.partner is not None and item.prompt == seed.partner.prompt:
+                known = seed.partner.knowledge
+            return replace(item, knowledge=known)
+
+        return [item if isinstance(item, Skip) else finished(item) for item in out]
 
     async def process(self, seed: Seed) -> tuple[list[dict], list[dict]]:
         """One seed through generate, validate and select: (dataset rows, candidate rows)."""
         k = self.config.candidates
+        seed = self.knowledge.attach(seed)
         wanted = self.wanted()
         produced = await asyncio.gather(
             *(self.backend.produce(generator, seed, k) for generator in wanted)
         )
-        produced = [self._finish(g, out) for g, out in zip(wanted, produced, strict=True)]
+        produced = [self._finish(g, seed, out) for g, out in zip(wanted, produced, strict=True)]
         # ...and the reference is checked under the same policy (a hedge quotes it verbatim).
         reference = annotations.reference(seed.response, self.config.keep_calculator_annotations)
         checked = [
@@ -357,11 +386,14 @@ class Pipeline:
         sink: Callable[[tuple[list, list]], None],
         keep_reference: Callable[[scoring.Reference], None] | None = None,
         say: Callable[[str], None] | None = None,
+        probe_store=None,
     ) -> None:
         """Process the seeds from index `start` on, `self.window` at a time, handing each
         seed's rows to `sink` in input order (so resuming and output bytes never depend on
-        which request came back first). With a scorer, the reference distribution is
-        scored first (unless a resumed run already has it) and handed to `keep_reference`."""
+        which request came back first). The knowledge probe runs first, over every seed
+        `probe_store` (the run folder's probe.jsonl) does not hold yet. With a scorer, the
+        reference distribution is scored next (unless a resumed run already has it) and
+        handed to `keep_reference`."""
         pending: deque[asyncio.Future] = deque()
 
         def emit(rows: tuple[list, list]) -> None:
@@ -381,6 +413,7 @@ class Pipeline:
             sink(rows)
 
         try:
+            await self.knowledge.run(self.seeds, probe_store, say)
             if self.scorer is not None and self.reference is None:
                 if say:
                     say(f"scoring {len(self.reference_seeds)} seeds' own answers for reference")
@@ -412,6 +445,7 @@ class Pipeline:
                 future.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             await self.backend.aclose()
+            await self.knowledge.aclose()
             if self.scorer is not None:
                 await self.scorer.aclose()
 
@@ -496,13 +530,22 @@ def generate(
     saved = folder.read_json(REFERENCE) if pipeline.scorer is not None else None
     if saved is not None:  # a resumed run ranks against the distribution it started with
         pipeline.reference = scoring.Reference(tuple(saved.get("nll", ())))
+    from generator.probe.store import ProbeStore
+
     try:
         asyncio.run(
-            pipeline.drive(resumed_from, write, keep_reference, progress.say if progress else None)
+            pipeline.drive(
+                resumed_from,
+                write,
+                keep_reference,
+                progress.say if progress else None,
+                probe_store=ProbeStore(folder.path) if pipeline.knowledge.probe else None,
+            )
         )
         status = "complete"
     except Exception:
-        if not (stats is not None and stats.sent):  # no answer paid for goes with it
+        paid = (stats is not None and stats.sent) or pipeline.knowledge.probed_now
+        if not paid:  # no answer paid for goes with it
             folder.abandon()  # failed before its first seed: leave nothing behind
         raise
     finally:
@@ -647,6 +690,8 @@ def _manifest(
             if pipeline.scorer is not None and pipeline.reference is not None
             else None
         ),
+        # the target model's knowledge, measured (None with --probe none or a dry run)
+        "probe": pipeline.knowledge.describe(),
         "seeds": {"total": total, "done": done, "resumed_from": resumed_from},
         "input_errors": {
             "skipped_rows": pipeline.input_error_count,

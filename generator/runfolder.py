@@ -34,6 +34,7 @@ DATASET = "dataset.jsonl"
 CANDIDATES = "candidates.jsonl"
 MANIFEST = "manifest.json"
 REFERENCE = "reference.json"  # the seeds' own responses, scored: fits are ranked against it
+PROBE = "probe.jsonl"  # the knowledge probe's answers and verdicts, one line per seed
 LOCK = ".lock"
 _DATA_FILES = (DATASET, CANDIDATES)
 
@@ -116,7 +117,7 @@ class RunFolder:
         journal = self.path / JOURNAL
         ours = [
             name
-            for name in (*_DATA_FILES, JOURNAL, MANIFEST, REFERENCE)
+            for name in (*_DATA_FILES, JOURNAL, MANIFEST, REFERENCE, PROBE)
             if (self.path / name).exists()
         ]
         if overwrite:

@@ -104,13 +104,19 @@ def _band(key: bytes) -> bytes:
     return hashlib.blake2b(key, digest_size=8).digest()  # 8 bytes per band, not 120
 
 
+def _borrowed(row: dict) -> str | None:
+    """For the answered half of an "I don't know" pair: the known seed whose question and
+    answer it borrows (and whose own contrast it repeats by design)."""
+    return (row.get("attributes") or {}).get("contrast_seed_id")
+
+
 class NearDuplicates:
     """Drops a selected unit whose prompt *and* response both nearly match (estimated
     Jaccard similarity of word 3-grams at least `threshold`) those of an earlier kept row
     of the same behavior from another seed.
 
     MinHash and LSH come from datasketch. Rows of one seed never count against each other
-    (a seed's two hedge levels share their answer by design), and templated responses to
+    (its rows may share their answer by design), and templated responses to
     different questions are not duplicates: both halves must match. Units are judged in
     output order, so the result does not depend on which request came back first; a
     resumed run first re-reads the rows it already kept (`keep`). Memory: about 2 KB per
@@ -122,7 +128,8 @@ class NearDuplicates:
 
         self.threshold = threshold
         self._lsh: dict[str, MinHashLSH] = {}
-        self._kept: dict[int, tuple] = {}  # key -> (prompt signature, response signature)
+        # key -> (prompt signature, response signature, seed id, the seed it borrows from)
+        self._kept: dict[int, tuple] = {}
         self._blank = None
 
     def _signature(self, text: str):
@@ -150,8 +157,11 @@ class NearDuplicates:
         return self._lsh[behavior]
 
     def _match(self, row: dict, prompt, response) -> bool:
+        seed, borrowed = row["seed_id"], _borrowed(row)
         for key in self._index(row["behavior"]).query(prompt):
-            p, r = self._kept[key]
+            p, r, kept_seed, kept_borrowed = self._kept[key]
+            if borrowed == kept_seed or (kept_borrowed and kept_borrowed == seed):
+                continue  # a borrowed contrast and the seed it comes from
             if (p == prompt.hashvalues).mean() >= self.threshold and (
                 r == response.hashvalues
             ).mean() >= self.threshold:
@@ -160,7 +170,7 @@ class NearDuplicates:
 
     def _insert(self, row: dict, prompt, response) -> None:
         key = len(self._kept)
-        self._kept[key] = (prompt.hashvalues, response.hashvalues)
+        self._kept[key] = (prompt.hashvalues, response.hashvalues, row["seed_id"], _borrowed(row))
         self._index(row["behavior"]).insert(key, prompt, check_duplication=False)
 
     def _signatures(self, row: dict, prompts: dict):

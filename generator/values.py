@@ -23,6 +23,13 @@ class Seed:
     response: str | None
     source: str = ""  # "file:line" for messages; not part of the id
     index: int = 0  # position in the input stream: example ids stay unique if seed ids repeat
+    # Set by the knowledge probe (never by a loader): what the target model knows of the
+    # question, or why nothing was measured ("probe_off", "long_form", ...); for a seed it
+    # does not know, the known seed its "I don't know" is paired with.
+    knowledge: Knowledge | None = None
+    unmeasured: str = ""
+    partner: Seed | None = None
+    model_answer: str | None = None  # the target model's greedy answer to the question
 
     @classmethod
     def make(
@@ -112,6 +119,7 @@ class Example:
     pair_id: str | None = None
     slot: str = ""  # which output slot of the seed this candidate competes for
     fit: Fit | None = None
+    knowledge: Knowledge | None = None  # what the probe measured on the question it answers
 
     @property
     def messages(self) -> list[dict[str, str]]:
@@ -129,6 +137,7 @@ class Example:
             "pair_id": self.pair_id,
             "messages": self.messages,
             "attributes": self.attributes,
+            "knowledge": self.knowledge.to_dict() if self.knowledge else None,
             "fit": self.fit.to_dict() if self.fit else None,
             "provenance": self.provenance,
         }

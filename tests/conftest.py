@@ -14,14 +14,16 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
-    """No API keys, no HEDGEROW_* settings but --scorer none, caches and outputs under
-    tmp_path."""
+    """No API keys, no HEDGEROW_* settings but --scorer none and --probe none, caches and
+    outputs under tmp_path."""
     for name in list(os.environ):
         if name.startswith(("HEDGEROW_", "OPENAI_")):
             monkeypatch.delenv(name)
     # Scoring is tested where it is the subject (test_scoring.py); elsewhere a run on the
     # embedded model would only make the suite slower.
     monkeypatch.setenv("HEDGEROW_SCORER", "none")
+    # Likewise the knowledge probe: tests/test_probe.py runs it on the embedded model.
+    monkeypatch.setenv("HEDGEROW_PROBE", "none")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

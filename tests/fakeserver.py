@@ -81,13 +81,17 @@ def answer(messages: list[dict]) -> str:
     user = next(m["content"] for m in messages if m["role"] == "user")
     question, reference = _between(user, "question"), _between(user, "reference")
     if "calibrated confidence" in system:
-        levels = re.findall(r'- level "([^"]+)": confidence ([\d.]+)', user)
+        levels = re.findall(r'with level "([^"]+)": (?:confidence ([\d.]+)|nothing measured)', user)
         variants = [
             {
                 "level": name,
-                "confidence": float(conf),
-                "response": f"I believe this is right, at about {round(float(conf) * 100)}% "
-                f"confidence:\n\n{reference}",
+                "confidence": float(conf) if conf else None,
+                "response": (
+                    f"I believe this is right, at about {round(float(conf) * 100)}% "
+                    f"confidence:\n\n{reference}"
+                    if conf
+                    else f"I believe this is right:\n\n{reference}"
+                ),
             }
             for name, conf in levels
         ]

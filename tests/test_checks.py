@@ -26,12 +26,39 @@ def ex(behavior, response, **attributes):
 
 
 def test_hedge_needs_cue_reference_and_confidence(checker):
-    good = ex("hedge", f"I believe this is right:\n\n{REF}\n\nAbout 90% sure.", confidence=0.9)
+    good = ex(
+        "hedge",
+        f"I believe this is right:\n\n{REF}\n\nAbout 90% sure.",
+        confidence=0.9,
+        p_correct=0.9,
+    )
     assert checker.check(good, REF) == []
     assert "hedge_without_cue" in checker.check(replace(good, response=REF), REF)
     changed = replace(good, response=good.response.replace("Lisbon", "Porto"))
     assert "hedge_changed_reference" in checker.check(changed, REF)
-    assert "hedge_without_confidence" in checker.check(replace(good, attributes={}), REF)
+    wrong = {"confidence": 0, "p_correct": 0.9}
+    assert "hedge_without_confidence" in checker.check(replace(good, attributes=wrong), REF)
+
+
+def test_a_hedge_states_only_the_measured_confidence(checker):
+    text = f"I believe this is right:\n\n{REF}\n\nAbout 90% sure."
+    unmeasured = ex("hedge", text, confidence=0.9)  # no p_correct: nothing measured it
+    assert "hedge_confidence_not_measured" in checker.check(unmeasured, REF)
+    other = ex("hedge", text.replace("90%", "60%"), confidence=0.9, p_correct=0.9)
+    assert "hedge_states_another_confidence" in checker.check(other, REF)
+    none = ex("hedge", text, confidence=None, level="unmeasured")
+    assert "unmeasured_hedge_states_a_confidence" in checker.check(none, REF)
+    plain = ex("hedge", text.replace("\n\nAbout 90% sure.", ""), confidence=None)
+    assert checker.check(plain, REF) == []
+    # a percentage the reference itself states is content, not a stated confidence
+    ref = "The tax is 8% of the price."
+    quoted = ex(
+        "hedge",
+        f"I believe this is right:\n\n{ref}\n\nAbout 70% sure.",
+        confidence=0.7,
+        p_correct=0.7,
+    )
+    assert checker.check(quoted, ref) == []
 
 
 def test_reference_match_survives_reflowing():

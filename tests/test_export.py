@@ -19,7 +19,11 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "run"
-    result = invoke("generate", EXAMPLES, "-o", out, "--candidates", "2", "--scorer", "none")
+    # --probe none: every seed hedged (at no number), so every DPO construction is made;
+    # test_probe.py exports a probed run's "I don't know" pairs
+    result = invoke(
+        "generate", EXAMPLES, "-o", out, "--candidates", "2", "--scorer", "none", "--probe", "none"
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -103,13 +107,29 @@ def test_dpo_pairs_are_built_from_the_runs_contrasts(run, tmp_path):
     assert refusals
     for refusal in refusals:
         contrast = contrasts[refusal["pair_id"]]
+        if refusal["attributes"]["kind"] == "unknown_to_model":
+            # the decline wins over what the model said when the probe asked it ...
+            said = by[(refusal["messages"][0]["content"], refusal["messages"][1]["content"])]
+            assert said == refusal["attributes"]["model_answer"]
+            # ... and the known question's answer wins over declining it
+            declined = [
+                p["rejected"]
+                for p in pairs
+                if (p["prompt"], p["chosen"]) == tuple(m["content"] for m in contrast["messages"])
+            ]
+            assert refusal["messages"][1]["content"] in declined
+            continue
         fake, real = refusal["attributes"]["entity"], refusal["attributes"]["replaced"]
         # the decline wins over a confident answer about the made-up entity ...
         fabricated = by[(refusal["messages"][0]["content"], refusal["messages"][1]["content"])]
         assert fabricated == contrast["messages"][1]["content"].replace(real, fake)
         # ... and the real question's answer wins over declining it
-        declined = by[(contrast["messages"][0]["content"], contrast["messages"][1]["content"])]
-        assert declined == refusal["messages"][1]["content"].replace(fake, real)
+        declined = [
+            p["rejected"]
+            for p in pairs
+            if (p["prompt"], p["chosen"]) == tuple(m["content"] for m in contrast["messages"])
+        ]
+        assert refusal["messages"][1]["content"].replace(fake, real) in declined
 
     near = [r for r in rows if r["behavior"] == "near_miss"]
     assert near

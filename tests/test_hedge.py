@@ -1,31 +1,84 @@
 import random
 from collections import Counter
+from dataclasses import replace
+
+import pytest
 
 from generator.checks import Checker
+from generator.errors import TemplateError
 from generator.generators import Context
 from generator.generators.hedge import Hedge
 from generator.templates import Prompts
-from generator.values import Seed, Skip
+from generator.values import Knowledge, Seed, Skip
 
 ANSWER = "The Danube flows through ten countries.\nIt ends in the Black Sea."
 
 
-def make(k=1, rng_seed=0, prompt="How many countries does the Danube cross?", answer=ANSWER):
+def measured(correct, samples=10, greedy=True):
+    return Knowledge.measure(greedy, [True] * correct + [False] * (samples - correct))
+
+
+SEVEN = measured(7)
+
+
+def make(
+    k=1,
+    rng_seed=0,
+    prompt="How many countries does the Danube cross?",
+    answer=ANSWER,
+    knowledge=SEVEN,
+):
     prompts = Prompts()
-    seed = Seed.make(prompt, answer)
+    seed = replace(Seed.make(prompt, answer), knowledge=knowledge)
     return Hedge(prompts), seed, Context(prompts, random.Random(rng_seed)), Checker(prompts)
 
 
-def test_variants_keep_reference_verbatim_at_distinct_levels():
-    gen, seed, ctx, checker = make(k=1)
-    out = gen.offline(seed, ctx, 1)
-    levels = [ex.attributes["level"] for ex in out]
-    assert len(levels) == 2 and len(set(levels)) == 2
+@pytest.mark.parametrize("correct", range(11))
+def test_one_hedge_at_the_level_the_measured_accuracy_falls_in(correct):
+    gen, seed, ctx, checker = make(knowledge=measured(correct))
+    out = gen.offline(seed, ctx, 3)  # --candidates varies the wording, never the level
+    assert len({ex.attributes["level"] for ex in out}) == 1 and len(out) == 3
+    p = correct / 10
+    levels = gen.levels()
+    want = next(lv for lv in levels if p >= lv["min_p"])
     for ex in out:
         assert ANSWER in ex.response
-        assert 0 < ex.attributes["confidence"] < 1
-        assert f"{round(ex.attributes['confidence'] * 100)}%" in ex.response
+        assert ex.attributes["level"] == want["name"]
+        assert ex.attributes["confidence"] == want["confidence"]
+        assert ex.attributes["p_correct"] == p
+        assert abs(ex.attributes["confidence"] - p) <= 0.15  # the shipped buckets
+        assert f"{round(want['confidence'] * 100)}%" in ex.response
         assert checker.check(ex, seed.response) == []
+
+
+def test_a_question_the_model_never_gets_right_gets_no_hedge():
+    gen, seed, ctx, _ = make(knowledge=measured(0, greedy=False))
+    skip = gen.offline(seed, ctx, 1)
+    assert isinstance(skip, Skip) and skip.reason == "unknown_to_model"
+    gen, seed, ctx, _ = make(knowledge=measured(0, greedy=True))  # greedy right: lowest level
+    assert gen.offline(seed, ctx, 1)[0].attributes["level"] == gen.levels()[-1]["name"]
+
+
+def test_a_seed_nothing_measured_gets_a_hedge_that_states_no_number():
+    gen, seed, ctx, checker = make(knowledge=None)
+    seed = replace(seed, unmeasured="long_form")
+    for ex in gen.offline(seed, ctx, 4):
+        assert ex.attributes["confidence"] is None and ex.attributes["level"] == "unmeasured"
+        assert ex.attributes["unmeasured"] == "long_form" and "p_correct" not in ex.attributes
+        assert "%" not in ex.response.replace(ANSWER, "")
+        assert checker.check(ex, seed.response) == []
+
+
+def test_unmeasured_phrases_cannot_state_a_percent(tmp_path):
+    bank = tmp_path / "hedge" / "phrases.toml"
+    bank.parent.mkdir()
+    shipped = Prompts().source("hedge/phrases.toml")
+    bank.write_text(shipped.replace('"As far as I know:"', '"About {{ percent }}% sure:"'))
+    prompts = Prompts(tmp_path)
+    seed = Seed.make("How many countries does the Danube cross?", ANSWER)
+    with pytest.raises(TemplateError, match="percent"):
+        for i in range(20):
+            Hedge(prompts).offline(seed, Context(prompts, random.Random(i)), 4)
 
 
 def test_k_candidates_differ_in_wording():
@@ -42,7 +95,9 @@ def test_openers_vary_across_seeds():
     gen = Hedge(prompts)
     openers = Counter()
     for i in range(200):
-        seed = Seed.make(f"What is fact number {i}?", f"It is {i}.")
+        seed = replace(
+            Seed.make(f"What is fact number {i}?", f"It is {i}."), knowledge=measured(i % 11)
+        )
         rng = random.Random(f"0\x1f{seed.id}\x1fhedge")
         for ex in gen.offline(seed, Context(prompts, rng), 1):
             openers[ex.attributes["opener"]] += 1

@@ -1,6 +1,17 @@
 """The knowledge probe: which references are checkable, how answers are matched, the
 categories, and the real embedded model probed in-process and through its server."""
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,6 +20,8 @@ from generator.errors import TemplateError
 from generator.probe.answers import Answers, Expected, fold
 from generator.templates import Prompts
 from generator.values import Knowledge
+
+from .conftest import read_jsonl, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +122,246 @@ def test_a_wrong_type_in_the_probe_bank_is_one_line_naming_the_field(tmp_path):
         Answers(Prompts(tmp_path))
     message = str(e.value)
     assert "probe.toml" in message and "exemplars" in message and "\n" not in message
+
+
+# ---------------------------------------------------------------- the real embedded model
+
+KNOWN = [  # capitals of large countries: the 270M base model gets these right
+    ("cap-france", "What is the capital of France?", "Paris"),
+    ("cap-germany", "What is the capital of Germany?", "Berlin"),
+    ("cap-russia", "What is the capital of Russia?", "Moscow"),
+    ("cap-japan", "What is the capital of Japan?", "Tokyo"),
+    ("cap-italy", "What is the capital of Italy?", "Rome"),
+]
+FABRICATED = [  # people and firms that do not exist: nothing to know
+    ("who-veltrazon", "Who founded the company Veltrazon Dynamics?", "Marta Quelwick"),
+    ("who-ostrell", "Who wrote the novel The Ostrell Ledger?", "Idris Varnholt"),
+]
+LONG_FORM = ("essay", "Explain why the sky is blue.", "Sunlight scatters off air.\nBlue most.")
+
+
+def probe_seeds(path: Path) -> Path:
+    rows = [{"id": i, "question": q, "answer": a} for i, q, a in [*KNOWN, *FABRICATED, LONG_FORM]]
+    return write_jsonl(path, rows)
+
+
+# The probe on, the scorer off (the module's runs share one, outside the autouse setup)
+ENV = {"HEDGEROW_PROBE": "embedded", "HEDGEROW_SCORER": "none"}
+
+
+def hedgerow(*args, check=True):
+    env = {**os.environ, **ENV}
+    done = subprocess.run(
+        [sys.executable, "-m", "generator", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.fixture(scope="module")
+def probed_run(tmp_path_factory):
+    """One run probed by the embedded model (the slow part, shared)."""
+    tmp = tmp_path_factory.mktemp("probed")
+    seeds = probe_seeds(tmp / "seeds.jsonl")
+    hedgerow("generate", seeds, "-o", tmp / "run", "--behaviors", "hedge,refusal")
+    return tmp, seeds
+
+
+def by_seed(path: Path) -> dict:
+    return {r["seed_id"]: r for r in read_jsonl(path)}
+
+
+def test_a_known_question_probes_higher_and_is_hedged_more_confidently(probed_run):
+    tmp, _ = probed_run
+    probed = by_seed(tmp / "run" / "probe.jsonl")
+    known = [probed[i]["knowledge"] for i, _, _ in KNOWN]
+    fake = [probed[i]["knowledge"] for i, _, _ in FABRICATED]
+    assert min(k["p_correct"] for k in known) > max(k["p_correct"] for k in fake)
+    assert sum(k["greedy_correct"] for k in known) >= 4  # it knows most capitals
+    assert all(k["category"] == "Unknown" for k in fake)
+    hedges = [r for r in read_jsonl(tmp / "run" / "candidates.jsonl") if r["behavior"] == "hedge"]
+    hedged = {r["seed_id"]: r for r in hedges if r.get("status") not in ("skipped", "failed")}
+    for seed_id, _, _ in KNOWN:
+        row = hedged[seed_id]
+        k = probed[seed_id]["knowledge"]
+        assert row["knowledge"] == k and row["attributes"]["p_correct"] == k["p_correct"]
+        assert abs(row["attributes"]["confidence"] - k["p_correct"]) <= 0.15
+    skipped = {r["seed_id"]: r["reason"] for r in hedges if r.get("status") == "skipped"}
+    assert all(skipped[i] == "unknown_to_model" for i, _, _ in FABRICATED)
+
+
+def test_an_unknown_seed_is_declined_and_paired_with_a_known_one(probed_run):
+    tmp, _ = probed_run
+    rows = read_jsonl(tmp / "run" / "candidates.jsonl")
+    pairs = {}
+    for row in rows:
+        if row.get("attributes", {}).get("kind") == "unknown_to_model":
+            pairs.setdefault(row["pair_id"], {})[row["behavior"]] = row
+    assert {p["refusal"]["seed_id"] for p in pairs.values()} == {i for i, _, _ in FABRICATED}
+    known = {i: q for i, q, _ in KNOWN}
+    partners = []
+    for pair in pairs.values():
+        refusal, contrast = pair["refusal"], pair["contrast"]
+        assert refusal["messages"][0]["content"] in {q for _, q, _ in FABRICATED}  # its own
+        assert "don't know" in refusal["messages"][1]["content"].lower()
+        partner = contrast["attributes"]["contrast_seed_id"]
+        assert contrast["messages"][0]["content"] == known[partner]
+        assert contrast["knowledge"]["greedy_correct"]
+        partners.append(partner)
+    assert len(partners) == len(set(partners))  # each known seed is a contrast at most once
+    dataset = read_jsonl(tmp / "run" / "dataset.jsonl")
+    behaviors = Counter(r["behavior"] for r in dataset)
+    assert behaviors["refusal"] == behaviors["contrast"]
+
+
+def test_no_question_is_stated_at_two_confidences_and_long_form_states_none(probed_run):
+    tmp, _ = probed_run
+    stated: dict[str, set] = {}
+    for row in read_jsonl(tmp / "run" / "candidates.jsonl"):
+        if row["behavior"] == "hedge" and row.get("status") not in ("skipped", "failed"):
+            stated.setdefault(row["messages"][0]["content"], set()).add(
+                row["attributes"]["confidence"]
+            )
+    assert stated and all(len(levels) == 1 for levels in stated.values())
+    essay = by_seed(tmp / "run" / "probe.jsonl")["essay"]
+    assert essay["knowledge"] is None and essay["reason"] == "not_knowledge"
+    assert stated[LONG_FORM[1]] == {None}  # hedged, but at no number
+    manifest = json.loads((tmp / "run" / "manifest.json").read_text())
+    assert manifest["probe"]["categories"]["Unknown"] == len(FABRICATED)
+
+
+def test_same_seed_same_bytes_and_a_killed_probe_resumes_without_probing_twice(
+    probed_run, tmp_path
+):
+    tmp, seeds = probed_run
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "generator",
+            "generate",
+            str(seeds),
+            "-o",
+            str(tmp_path / "k"),
+            "--behaviors",
+            "hedge,refusal",
+        ],
+        env={**os.environ, **ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    probe_file = tmp_path / "k" / "probe.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if probe_file.exists() and probe_file.read_bytes().count(b"\n") >= 2:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = probe_file.read_bytes()
+    kept = before[: before.rfind(b"\n") + 1]  # a line torn by the kill is probed again
+    assert 0 < kept.count(b"\n") < len(KNOWN) + len(FABRICATED) + 1, "killed mid-probe"
+    hedgerow("generate", seeds, "-o", tmp_path / "k", "--behaviors", "hedge,refusal")
+    for name in ("dataset.jsonl", "candidates.jsonl", "probe.jsonl"):
+        assert (tmp_path / "k" / name).read_bytes() == (tmp / "run" / name).read_bytes(), name
+    after = (tmp_path / "k" / "probe.jsonl").read_bytes()
+    assert after.startswith(kept)  # what landed before the kill was not probed again
+    ids = [r["seed_id"] for r in read_jsonl(tmp_path / "k" / "probe.jsonl")]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("bogus", "--probe bogus: not a probe"),
+        ("gguf:/no/such/model.gguf", "does not exist"),
+        ("openai:http://127.0.0.1:9/v1", "cannot reach"),
+    ],
+)
+def test_a_bad_probe_is_one_line_exit_1(tmp_path, spec, message):
+    seeds = probe_seeds(tmp_path / "s.jsonl")
+    done = hedgerow("generate", seeds, "-o", tmp_path / "r", "--probe", spec, check=False)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in done.stderr
+
+
+class _HTML(BaseHTTPRequestHandler):
+    def do_GET(self):  # /models
+        self._send(b'{"object": "list", "data": [{"id": "m"}]}', "application/json")
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._send(b"<html><body>Welcome to nginx!</body></html>", "text/html")
+
+    def _send(self, body, kind):
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_probe_server_answering_html_is_one_line_exit_1(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HTML)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        seeds = probe_seeds(tmp_path / "s.jsonl")
+        done = hedgerow(
+            "generate", seeds, "-o", tmp_path / "r", "--probe", f"openai:{url}", check=False
+        )
+    finally:
+        server.shutdown()
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--probe openai:" in lines[0] and "Traceback" not in done.stderr
+
+
+def test_probing_through_llama_cpps_server_agrees_with_in_process(llama_server, tmp_path):
+    seeds = write_jsonl(
+        tmp_path / "s.jsonl",
+        [{"id": i, "question": q, "answer": a} for i, q, a in [*KNOWN[:2], *FABRICATED[:1]]],
+    )
+    hedgerow(
+        "generate",
+        seeds,
+        "-o",
+        tmp_path / "r",
+        "--behaviors",
+        "hedge",
+        "--probe",
+        f"openai:{llama_server}",
+    )
+    probed = by_seed(tmp_path / "r" / "probe.jsonl")
+    assert all(len(p["samples"]) == 10 for p in probed.values())
+    assert probed[KNOWN[0][0]]["knowledge"]["greedy_correct"]  # France: Paris, greedily
+    assert probed[FABRICATED[0][0]]["knowledge"]["category"] == "Unknown"
+
+
+def test_an_i_dont_know_pair_exports_as_dpo_against_the_models_own_answer(probed_run, tmp_path):
+    tmp, _ = probed_run
+    out = tmp_path / "dpo.jsonl"
+    hedgerow("export", tmp / "run", "--format", "dpo", "-o", out)
+    pairs = read_jsonl(out)
+    probed = by_seed(tmp / "run" / "probe.jsonl")
+    rows = read_jsonl(tmp / "run" / "dataset.jsonl")
+    unknown = [
+        r
+        for r in rows
+        if r["behavior"] == "refusal" and r["attributes"]["kind"] == "unknown_to_model"
+    ]
+    assert unknown
+    for row in unknown:
+        prompt, decline = (m["content"] for m in row["messages"])
+        rejected = [p["rejected"] for p in pairs if (p["prompt"], p["chosen"]) == (prompt, decline)]
+        assert rejected == [probed[row["seed_id"]]["greedy"]]  # the model's own wrong answer
+        assert not probed[row["seed_id"]]["knowledge"]["greedy_correct"]

@@ -4,6 +4,7 @@ requests and parse, and the content checks that a model's rewording must pass.""
 import json
 import random
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from types import SimpleNamespace
@@ -19,7 +20,7 @@ from generator.generators.hedge import Hedge
 from generator.generators.near_miss import NearMiss
 from generator.generators.refusal import Refusal
 from generator.templates import Prompts
-from generator.values import Seed, Skip
+from generator.values import Knowledge, Seed, Skip
 
 MODEL = "test-model"
 
@@ -156,15 +157,15 @@ def test_requests_are_deterministic_per_rng():
         assert a == b
 
 
-def test_hedge_requests_distinct_levels_most_confident_first():
-    ask = one_ask(Hedge(PROMPTS), CAPITAL)
-    levels = ask.choices["levels"]
-    assert len(levels) >= 1 and len({lv["name"] for lv in levels}) == len(levels)
-    confidences = [lv["confidence"] for lv in levels]
-    assert confidences == sorted(confidences, reverse=True)
-    for level in levels:
-        assert level["percent"] == round(level["confidence"] * 100)
-        assert level["name"] in ask.messages[1]["content"]
+def test_hedge_requests_one_level_with_its_measured_p_correct():
+    known = replace(CAPITAL, knowledge=Knowledge.measure(True, [True] * 8 + [False] * 2))
+    ask = one_ask(Hedge(PROMPTS), known)
+    (level,) = ask.choices["levels"]
+    assert level["confidence"] == 0.75 and level["p_correct"] == 0.8
+    assert level["percent"] == 75 and level["name"] in ask.messages[1]["content"]
+    assert "80% of the time" in ask.messages[1]["content"]
+    unmeasured = one_ask(Hedge(PROMPTS), CAPITAL).choices["levels"][0]
+    assert unmeasured["confidence"] is None and unmeasured["name"] == "unmeasured"
 
 
 def test_near_miss_request_carries_the_reference_final_answer():
@@ -253,11 +254,12 @@ def test_hedge_parse_matches_a_capitalised_level_name_from_a_user_bank(tmp_path)
     shipped = Prompts(None).source(Hedge.bank)
     bank = tmp_path / "prompts" / "hedge" / "phrases.toml"
     bank.parent.mkdir(parents=True)
-    for name in ("high", "moderate", "low"):
+    for name in ("almost_certain", "fairly_confident", "unsure", "doubtful", "really_unsure"):
         shipped = shipped.replace(f'name = "{name}"', f'name = "{name.title()}"')
     bank.write_text(shipped, encoding="utf-8")
     generator = Hedge(Prompts(tmp_path / "prompts"))
-    ask = one_ask(generator, CAPITAL)
+    known = replace(CAPITAL, knowledge=Knowledge.measure(True, [True] * 10))
+    ask = one_ask(generator, known)
     levels = ask.choices["levels"]
     assert all(lv["name"][0].isupper() for lv in levels)
     lower = [{**lv, "name": lv["name"].lower()} for lv in levels]

@@ -105,8 +105,10 @@ def test_a_wrong_type_in_an_overlay_bank_is_one_line_naming_the_field_and_the_fi
     overlay.write_text(shipped.replace('"write", "compose"', '"write", 5'))
     with pytest.raises(TemplateError, match=r"skip_prompt_starts \(item 2\) must be a string"):
         Prompts(tmp_path).bank("hedge/phrases.toml")
-    overlay.write_text(shipped.replace("per_seed = 2", "per_sed = 2"))
-    with pytest.raises(TemplateError, match=r"per_sed is not a field .*did you mean per_seed"):
+    overlay.write_text(shipped.replace("skip_prompt_starts = [", "skip_prompt_stars = ["))
+    with pytest.raises(TemplateError, match=r"skip_prompt_stars is not a field .*did you mean"):
         Prompts(tmp_path).bank("hedge/phrases.toml")
-    overlay.write_text(shipped.replace("per_seed = 2\n", ""))  # optional: the default
-    assert Prompts(tmp_path).bank("hedge/phrases.toml")["per_seed"] == 2
+    start = shipped.index("skip_prompt_starts = [")
+    end = shipped.index("]", start) + 1
+    overlay.write_text(shipped[:start] + shipped[end:])  # optional: the default
+    assert Prompts(tmp_path).bank("hedge/phrases.toml")["skip_prompt_starts"] == []

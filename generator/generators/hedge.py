@@ -1,4 +1,11 @@
-"""hedge: the reference answer verbatim, said at a stated, named confidence level."""
+"""hedge: the reference answer verbatim, said at the confidence the probe measured.
+
+The knowledge probe (generator/probe) asks the target model the seed's question K times;
+the share it gets right, `p_correct`, picks one level of `hedge/phrases.toml` and the
+hedge states that level's confidence. A seed the model never gets right gets no hedge
+(its refusal pair says "I don't know" instead), and a seed nothing measured (long-form,
+or `--probe none`) gets a hedge that states no number.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +25,14 @@ from generator.generators import (
 )
 from generator.values import Example, Seed, Skip
 
+UNMEASURED = "unmeasured"  # the level of a hedge whose confidence nothing measured
+
 
 class HedgeVariant(BaseModel):
     level: str = Field(description="the level's name, exactly as requested")
-    confidence: float = Field(gt=0, lt=1, description="the requested confidence, 0-1")
+    confidence: float | None = Field(
+        ge=0, le=1, description="the requested confidence, 0-1 (null when none is requested)"
+    )
     response: str = Field(description="the full hedged answer")
 
 
@@ -39,22 +50,41 @@ class Hedge(Generator):
     reply_model = HedgeReply
 
     def levels(self) -> list[dict]:
-        levels = self.prompts.bank_list(self.bank, "levels")
-        for level in levels:
-            ok = (
-                isinstance(level, dict)
-                and isinstance(level.get("name"), str)
-                and isinstance(level.get("confidence"), int | float)
-                and 0 < level["confidence"] < 1
-                and level.get("openers")
-                and level.get("closers")
-            )
-            if not ok:
-                raise TemplateError(
-                    f"{self.prompts.path(self.bank)}: each [[levels]] needs "
-                    "name, confidence (between 0 and 1), openers and closers"
-                )
+        """The bank's levels, most confident first; they must cover p_correct from 0."""
+        levels = sorted(self.prompts.bank(self.bank)["levels"], key=lambda lv: -lv["min_p"])
+        names = [lv["name"] for lv in levels]
+        problem = None
+        if levels[-1]["min_p"] != 0:
+            problem = "no level has min_p = 0, so a seed the model rarely knows has none"
+        elif len(set(names)) < len(names) or UNMEASURED in names:
+            problem = f"level names must be distinct and not {UNMEASURED!r}"
+        elif len({lv["min_p"] for lv in levels}) < len(levels):
+            problem = "two levels have the same min_p"
+        if problem:
+            raise TemplateError(f"{self.prompts.path(self.bank)}: [[levels]]: {problem}")
         return levels
+
+    def level(self, seed: Seed) -> dict:
+        """The level this seed's hedge is said at: by its measured p_correct, or the
+        unmeasured phrases (confidence None) when nothing was measured."""
+        if seed.knowledge is None:
+            return {
+                "name": UNMEASURED,
+                "confidence": None,
+                "percent": None,
+                **self.prompts.bank(self.bank)["unmeasured"],
+            }
+        p = seed.knowledge.p_correct
+        level = next(lv for lv in self.levels() if p >= lv["min_p"])
+        return {**level, "percent": round(level["confidence"] * 100)}
+
+    def attributes(self, seed: Seed, level: dict, opener: str | None) -> dict:
+        attributes = {"confidence": level["confidence"], "level": level["name"], "opener": opener}
+        if seed.knowledge is not None:
+            attributes["p_correct"] = seed.knowledge.p_correct
+        else:
+            attributes["unmeasured"] = seed.unmeasured or "probe_off"
+        return attributes
 
     def asks_for_knowledge(self, prompt: str) -> bool:
         """False for prompts that ask to make something up (a poem, a rewrite)."""
@@ -66,29 +96,23 @@ class Hedge(Generator):
             return self.skip(seed, "no_reference_answer")
         if not self.asks_for_knowledge(seed.prompt):
             return self.skip(seed, "creative_prompt", seed.prompt.split(None, 1)[0])
+        if seed.knowledge is not None and seed.knowledge.category == "Unknown":
+            # never right, greedy or sampled: stating any confidence in the reference would
+            # be a confidence the model does not have; its refusal pair declines instead
+            return self.skip(seed, "unknown_to_model")
         return None
-
-    def rows_per_seed(self) -> int:
-        return min(self.prompts.bank_int(self.bank, "per_seed", 2), len(self.levels()))
-
-    def choose_levels(self, rng: random.Random) -> list[dict]:
-        """`per_seed` distinct levels, most confident first."""
-        return sorted(
-            rng.sample(self.levels(), self.rows_per_seed()), key=lambda lv: -lv["confidence"]
-        )
 
     def requests(self, seed: Seed, rng: random.Random) -> list[Ask] | Skip:
         if skip := self.unsuitable(seed):
             return skip
-        levels = [
-            {
-                "name": lv["name"],
-                "confidence": lv["confidence"],
-                "percent": round(lv["confidence"] * 100),
-            }
-            for lv in self.choose_levels(rng)
-        ]
-        return [self.ask(seed, levels=levels)]
+        level = self.level(seed)
+        chosen = {
+            "name": level["name"],
+            "confidence": level["confidence"],
+            "percent": level["percent"],
+            "p_correct": seed.knowledge.p_correct if seed.knowledge else None,
+        }
+        return [self.ask(seed, levels=[chosen])]
 
     def parse(
         self, seed: Seed, ask: Ask, reply: HedgeReply, sample: int, model: str
@@ -102,7 +126,7 @@ class Hedge(Generator):
                     f"variants has no entry with level {level['name']!r}; give one variant "
                     f"per requested level: {', '.join(lv['name'] for lv in ask.choices['levels'])}"
                 )
-            attributes = {"confidence": level["confidence"], "level": level["name"], "opener": None}
+            attributes = self.attributes(seed, level, None)
             out.append(
                 self.model_example(
                     seed,
@@ -119,29 +143,26 @@ class Hedge(Generator):
     def offline(self, seed: Seed, ctx: Context, k: int) -> list[Example] | Skip:
         if skip := self.unsuitable(seed):
             return skip
-        chosen = self.choose_levels(ctx.rng)
+        level = self.level(seed)  # --candidates varies the wording, never the level
+        slot = f"hedge:{level['name']}"
+        variables = {"level": level["name"]}
+        if level["percent"] is not None:  # unmeasured phrases get no number to state
+            variables["percent"] = level["percent"]
+        openers = pick(ctx.rng, level["openers"], k)
+        closers = pick(ctx.rng, level["closers"], k)
         out = []
-        for level in chosen:
-            slot = f"hedge:{level['name']}"
-            percent = round(level["confidence"] * 100)
-            variables = {"percent": percent, "level": level["name"]}
-            openers = pick(ctx.rng, level["openers"], k)
-            closers = pick(ctx.rng, level["closers"], k)
-            for i in range(k):
-                opener = self.prompts.phrase(self.bank, openers[i], **variables)
-                closer = self.prompts.phrase(self.bank, closers[i], **variables)
-                response = self.prompts.render(
-                    self.template,
-                    opener=opener,
-                    closer=closer,
-                    answer=seed.response.strip(),
-                    confidence=level["confidence"],
-                    **variables,
-                )
-                attributes = {
-                    "confidence": level["confidence"],
-                    "level": level["name"],
-                    "opener": opener,
-                }
-                out.append(self.example(seed, slot, i, seed.prompt, response, attributes))
+        for i in range(k):
+            opener = self.prompts.phrase(self.bank, openers[i], **variables)
+            closer = self.prompts.phrase(self.bank, closers[i], **variables)
+            response = self.prompts.render(
+                self.template,
+                opener=opener,
+                closer=closer,
+                answer=seed.response.strip(),
+                confidence=level["confidence"],
+                percent=level["percent"],
+                level=level["name"],
+            )
+            attributes = self.attributes(seed, level, opener)
+            out.append(self.example(seed, slot, i, seed.prompt, response, attributes))
         return out

@@ -35,6 +35,14 @@ class RefusalReply(BaseModel):
     )
 
 
+PARTS = ("openers", "reasons", "offers")
+
+
+def _unknown(seed: Seed) -> bool:
+    """The probe found the target model never answers this seed's question right."""
+    return seed.knowledge is not None and seed.knowledge.category == "Unknown"
+
+
 @register
 class Refusal(Generator):
     name = "refusal"
@@ -60,8 +68,37 @@ class Refusal(Generator):
             raise TemplateError(
                 f"{self.prompts.path(self.kinds_bank)}: each [[kinds]] needs name and describe"
             )
-        kind = rng.choice(kinds)
-        return [self.ask(seed, kind=kind["name"], describe=kind["describe"])]
+        if _unknown(seed):
+            if seed.partner is None:
+                return self.skip(seed, "unknown_without_partner")
+            kind = next((k for k in kinds if k["name"] == "unknown_to_model"), None)
+            if kind is None:
+                from generator.errors import TemplateError
+
+                raise TemplateError(
+                    f"{self.prompts.path(self.kinds_bank)}: no [[kinds]] named "
+                    "unknown_to_model; add it back (the probe's \"I don't know\" needs it)"
+                )
+            return [
+                self.ask(
+                    seed,
+                    kind=kind["name"],
+                    describe=kind["describe"],
+                    contrast_prompt=seed.partner.prompt,
+                    contrast_response=seed.partner.response,
+                )
+            ]
+        drawn = [k for k in kinds if k["name"] != "unknown_to_model"]
+        kind = rng.choice(drawn or kinds)
+        return [
+            self.ask(
+                seed,
+                kind=kind["name"],
+                describe=kind["describe"],
+                contrast_prompt="",
+                contrast_response="",
+            )
+        ]
 
     def parse(
         self, seed: Seed, ask: Ask, reply: RefusalReply, sample: int, model: str
@@ -69,6 +106,8 @@ class Refusal(Generator):
         kind = ask.choices["kind"]
         if reply.kind.strip().lower() != kind:
             raise ReplyError(f"kind is {reply.kind!r}; it must be {kind!r}")
+        if kind == "unknown_to_model":  # the prompts are given; the model writes the decline
+            return self.unknown_pair(seed, sample, reply.response.strip(), model)
         if " ".join(reply.prompt.split()) == " ".join(reply.contrast_prompt.split()):
             raise ReplyError("prompt and contrast_prompt are the same; the contrast must differ")
         if kind == "unknown_entity" and not (reply.entity and reply.entity in reply.prompt):
@@ -101,6 +140,79 @@ class Refusal(Generator):
             ),
         ]
 
+    def unknown_to_model(self, seed: Seed, ctx: Context, k: int) -> list[Example] | Skip:
+        """The seed's own question, which the target model never got right, declined with
+        "I don't know"; its contrast is a question of the input the model does know."""
+        if seed.partner is None:
+            return self.skip(seed, "unknown_without_partner")
+        phrases = self.prompts.bank(self.bank)["unknown_to_model"]
+        openers, reasons, offers = (pick(ctx.rng, phrases[key], k) for key in PARTS)
+        out = []
+        for i in range(k):
+            response = self.prompts.render(
+                self.template,
+                opener=self.prompts.phrase(self.bank, openers[i]),
+                reason=self.prompts.phrase(self.bank, reasons[i]),
+                offer=self.prompts.phrase(self.bank, offers[i]),
+                entity="",
+                kind="",
+            )
+            out += self.unknown_pair(seed, i, response)
+        return out
+
+    def unknown_pair(
+        self, seed: Seed, i: int, decline: str, model: str | None = None
+    ) -> list[Example]:
+        """The decline and its contrast (the partner's question and its reference); `model`
+        names the model that wrote the decline (None: offline)."""
+        partner = seed.partner
+        pair_id = short_hash(seed.id, str(seed.index), "pair", str(i))
+        refusal = {
+            "kind": "unknown_to_model",
+            "confidence": None,
+            "p_correct": seed.knowledge.p_correct,
+            "model_answer": seed.model_answer,  # what it said instead: a DPO rejection
+        }
+        contrast = {
+            "kind": "unknown_to_model",
+            "confidence": None,
+            "contrast_seed_id": partner.id,
+            "p_correct": partner.knowledge.p_correct,
+        }
+        halves = [
+            (seed.prompt, decline, refusal, "refusal"),
+            (partner.prompt, partner.response.strip(), contrast, "contrast"),
+        ]
+        if model:
+            return [
+                self.model_example(
+                    seed,
+                    "refusal",
+                    i,
+                    prompt,
+                    response,
+                    attributes,
+                    model,
+                    behavior=behavior,
+                    pair_id=pair_id,
+                )
+                for prompt, response, attributes, behavior in halves
+            ]
+        return [
+            self.example(
+                seed,
+                "refusal",
+                i,
+                prompt,
+                response,
+                attributes,
+                behavior=behavior,
+                pair_id=pair_id,
+                template=None if behavior == "refusal" else "",
+            )
+            for prompt, response, attributes, behavior in halves
+        ]
+
     @cached_property
     def rules(self) -> EntityRules:
         return EntityRules(self.prompts)
@@ -112,6 +224,8 @@ class Refusal(Generator):
     def offline(self, seed: Seed, ctx: Context, k: int) -> list[Example] | Skip:
         if not seed.response or not seed.response.strip():
             return self.skip(seed, "no_reference_answer")
+        if _unknown(seed):
+            return self.unknown_to_model(seed, ctx, k)
         entities = self.rules.find(seed.prompt, ctx.corpus)
         if not entities:
             return self.skip(seed, "no_entity")

@@ -1,6 +1,6 @@
 """`probe.jsonl` in the run folder: every seed's probe, on disk before a row uses it.
 
-Append-only, one line per probed seed, flushed and fsynced in batches; a line cut short
+Append-only, one line per probed seed, flushed at once and fsynced in batches; a line cut short
 by a kill is dropped when the file is opened again, so a resumed run probes only the
 seeds whose lines did not land (a probe is deterministic: the bytes are the same).
 """
@@ -14,13 +14,12 @@ from pathlib import Path
 
 from generator import jsontext
 from generator.probe import Probed
-
-FILE = "probe.jsonl"
+from generator.runfolder import PROBE
 
 
 class ProbeStore:
     def __init__(self, folder: Path):
-        self.path = folder / FILE
+        self.path = folder / PROBE
         self.done: dict[str, Probed] = {}
         if self.path.is_file():
             good = 0
@@ -42,6 +41,7 @@ class ProbeStore:
     def add(self, probed: Probed) -> None:
         line = jsontext.dumps(probed.to_row(), ensure_ascii=False) + "\n"
         self._fh.write(line.encode("utf-8"))
+        self._fh.flush()  # a kill keeps it (the OS has it); sync() makes it durable
         self.done[probed.seed_id] = _light(probed)
 
     def sync(self) -> None:
@@ -55,5 +55,5 @@ class ProbeStore:
 
 
 def _light(probed: Probed) -> Probed:
-    """What the run keeps in memory of a probe (the answers stay on disk)."""
-    return replace(probed, greedy=None, samples=())
+    """What the run keeps in memory of a probe (the samples stay on disk)."""
+    return replace(probed, samples=())

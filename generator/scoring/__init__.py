@@ -60,6 +60,10 @@ class Scorer:
         """A fit (without percentile) per pair; None for a response with no tokens."""
         raise NotImplementedError
 
+    def local_model(self):
+        """The in-process model (`scoring.model.LocalModel`) the probe may share, if any."""
+        return None
+
     async def aclose(self) -> None:
         pass
 
