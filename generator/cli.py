@@ -102,7 +102,8 @@ class _Bar:
         self.progress.advance(self.task, n)
 
     def say(self, text: str) -> None:
-        self.progress.update(self.task, requests=text)
+        if self.task is not None:
+            self.progress.update(self.task, requests=text)
 
     def note(self, stats) -> None:
         errors = sum(stats.errors.values())
@@ -135,6 +136,17 @@ def _stoppable(kept: str):
         sys.exit(130)
 
 
+# generate, augment and score: the backend's requests and an openai:URL scorer's
+_TIMEOUT = _option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,  # scoring.TIMEOUT (not imported here: --help stays instant)
+    show_default=True,
+    help="Seconds to wait for one response (of --backend openai or an openai:URL scorer) "
+    "before sending it again; a scorer tries 3 times, then the command stops (finished "
+    "work is kept).",
+)
+
 _RUN_OPTIONS = [
     _option(
         "--backend",
@@ -157,13 +169,7 @@ _RUN_OPTIONS = [
         type=click.IntRange(min=1),
         help="Requests in flight for --backend openai (default 16).",
     ),
-    _option(
-        "--timeout",
-        type=click.FloatRange(min=0, min_open=True),
-        default=120.0,
-        show_default=True,
-        help="Seconds to wait for one response before retrying it.",
-    ),
+    _TIMEOUT,
     _option(
         "--retries",
         type=click.IntRange(min=0),
@@ -425,8 +431,9 @@ def _print_summary(result) -> None:
 @_option("--prompt-column", help="Column holding the prompt (default: auto-detected).")
 @_option("--response-column", help="Column holding the response (default: auto).")
 @_option("--overwrite", is_flag=True, help="Score again over an existing output.")
+@_TIMEOUT
 @_errors
-def score(dataset, out, scorer, prompts, prompt_column, response_column, overwrite):
+def score(dataset, out, scorer, prompts, prompt_column, response_column, overwrite, timeout):
     """Fit-score every row of DATASET under a base model: each row comes back with `fit`
     (nll in nats/token, lower is more natural; percentile among the dataset's rows)."""
     from generator.scoring.dataset import score_dataset
@@ -448,11 +455,21 @@ def score(dataset, out, scorer, prompts, prompt_column, response_column, overwri
             response_column=response_column,
             overwrite=overwrite,
             progress=progress,
+            timeout=timeout,
+            say=bar.say,
         )
     where = str(result.path)
     if result.resumed_from:
         where += f" (resumed after {result.resumed_from} rows)"
     click.echo(f"{result.rows} rows -> {where}")
+    if result.failed:
+        why = (result.failure or "").split("; ")[0]
+        if result.mean_nll is None:
+            raise click.ClickException(
+                f"{result.path}: no row got a finite score ({why}); fix the scorer, then "
+                "score again with --overwrite"
+            )
+        click.echo(f"  {result.failed} rows not scored (their fit.error says why): {why}", err=True)
     if result.mean_nll is None:
         click.echo("  no row had a response to score")
         return

@@ -146,7 +146,9 @@ class Pipeline:
         self.config = config
         self.prompts = Prompts(config.prompts)
         # Dry runs render and check; they score nothing, so they load no model.
-        self.scorer = None if dry_run else scoring.make(config.scorer, self.prompts)
+        self.scorer = (
+            None if dry_run else scoring.make(config.scorer, self.prompts, timeout=config.timeout)
+        )
         self.reference: scoring.Reference | None = None
         self.reference_seeds: list[Seed] = []
         self.dedup = NearDuplicates(config.near_duplicates) if config.near_duplicates else None
@@ -346,6 +348,8 @@ class Pipeline:
             self.made.update(quota_key(r["behavior"]) for r in rows[0])
             sink(rows)
 
+        if self.scorer is not None:
+            self.scorer.on_wait = say  # a scorer server that is slow to answer says so
         try:
             if self.scorer is not None and self.reference is None:
                 if say:

@@ -35,6 +35,8 @@ class ScoreResult:
     resumed_from: int
     mean_nll: float | None
     foreign: list[dict[str, Any]] = field(default_factory=list)  # least natural first
+    failed: int = 0  # rows whose score failed (their fit says why)
+    failure: str | None = None  # the first one's reason
 
 
 def _rows(paths: Sequence[str], prompt_column, response_column) -> Iterator[tuple[dict, Any]]:
@@ -84,14 +86,19 @@ def score_dataset(
     response_column: str | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    timeout: float | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> ScoreResult:
-    """Score every row of `paths` into `out` (default `<first input>.fit.jsonl`)."""
+    """Score every row of `paths` into `out` (default `<first input>.fit.jsonl`).
+    `timeout`: seconds an openai:URL scorer waits for one answer; `say` is told what
+    a slow scorer is waiting for."""
     if scorer == "none":
         raise ConfigError(
             "hedgerow score needs a scorer; use --scorer embedded, gguf:PATH or openai:URL"
         )
     templates = Prompts(prompts)
-    engine = make(scorer, templates)
+    engine = make(scorer, templates, timeout=timeout)
+    engine.on_wait = say
     target = Path(out) if out else Path(Path(paths[0]).name.split(".")[0] + ".fit.jsonl")
     partial = target.with_name(target.name + ".partial")
     total = sum(1 for _ in _rows(paths, prompt_column, response_column))  # validates it too
@@ -160,12 +167,16 @@ def _finish(
 ) -> ScoreResult:
     """Rank every row's fit among the dataset's own and write `target` whole."""
     nlls = []
+    failed, failure = 0, None
     with partial.open("rb") as fh:
         fh.readline()
         for line in fh:
             fit = json.loads(line).get("fit")
-            if fit:
+            if fit and fit.get("nll") is not None:
                 nlls.append(round(fit["nll"], 4))
+            elif fit:  # a failed score, not ranked
+                failed += 1
+                failure = failure or fit.get("error")
     ranks = Reference(tuple(sorted(nlls)))
     worst: list[tuple[float, int, dict]] = []
     tmp = target.with_name(target.name + ".tmp")
@@ -175,7 +186,7 @@ def _finish(
         for rows, line in enumerate(src, start=1):
             row = json.loads(line)
             fit = row.get("fit")
-            if fit:
+            if fit and fit.get("nll") is not None:
                 fit["nll"] = round(fit["nll"], 4)
                 fit["percentile"] = ranks.percentile(fit["nll"])
                 heapq.heappush(worst, (fit["nll"], rows, row))
@@ -191,4 +202,4 @@ def _finish(
         )
         foreign.append({"row": line, "nll": nll, "prompt": to_seed(row, shape, str(line)).prompt})
     mean = round(sum(nlls) / len(nlls), 4) if nlls else None
-    return ScoreResult(target, rows, len(nlls), resumed_from, mean, foreign)
+    return ScoreResult(target, rows, len(nlls), resumed_from, mean, foreign, failed, failure)
