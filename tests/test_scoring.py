@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +17,7 @@ from generator.errors import ScorerError
 from generator.scoring import LlamaScorer, Reference, embedded_model, framed, make
 from generator.scoring.server import ServerScorer
 from generator.templates import Prompts
-from tests.conftest import EXAMPLES, read_jsonl
+from tests.conftest import EXAMPLES, SHARED_DATA, read_jsonl
 from tests.fakeserver import FakeServer, Plan
 
 PAIRS = [
@@ -385,3 +387,45 @@ def test_generate_gives_the_scorer_server_its_timeout(tmp_path):
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr
     assert "within --timeout 1 s, 3 times" in done.stderr and "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------ stopping while scoring
+
+
+@pytest.mark.parametrize(
+    "command,started,kept",
+    [
+        (["generate", "s.jsonl", "-o", "run"], "run/journal.jsonl", "finished seeds are saved"),
+        (["score", "s.jsonl"], "s.fit.jsonl.partial", "scored rows are kept"),
+    ],
+    ids=["generate-reference", "score"],
+)
+def test_a_stop_while_the_model_scores_is_prompt(tmp_path, command, started, kept):
+    # 64 long seeds: scoring them (the reference sample, or score's first batch) takes far
+    # longer than a stop may.
+    gsm8k = [json.loads(line) for line in (SHARED_DATA / "gsm8k_train_300.jsonl").open()]
+    seeds = [{"question": r["question"], "answer": r["answer"] * 2} for r in gsm8k[:64]]
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in seeds))
+    env = {**os.environ, "HEDGEROW_SCORER": "embedded"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "generator", *command], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / started).exists():  # the output is open
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(2)  # the model loads, and scoring is under way
+        proc.send_signal(signal.SIGINT if command[0] == "generate" else signal.SIGTERM)
+        start = time.monotonic()
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    seconds = time.monotonic() - start
+    assert proc.returncode == 130 and seconds < 5, (seconds, err)
+    assert err.strip().endswith(f"interrupted: {kept}; run the same command to resume")
+    assert "Traceback" not in err
+    if command[0] == "generate":
+        manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+        assert manifest["status"] == "interrupted" and manifest["seeds"]["done"] == 0
+        assert not (tmp_path / "run" / "reference.json").exists()

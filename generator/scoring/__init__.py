@@ -24,6 +24,7 @@ import bisect
 import functools
 import math
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -97,6 +98,8 @@ class LlamaScorer(Scorer):
         self.context = context
         self.engine = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="hedgerow-scorer")
+        self._running: set[threading.Event] = set()  # the cancel flags of calls in hand
+        self._closed = False
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "model": self.path.name, "context": self.context}
@@ -111,12 +114,25 @@ class LlamaScorer(Scorer):
 
     async def _score(self, pairs: Sequence[tuple[str, str]]) -> list[Fit | None]:
         texts = [framed(self.prompts, p, r) for p, r in pairs]
-        return await asyncio.get_running_loop().run_in_executor(
-            self._thread, self.score_texts, texts
-        )
+        cancel = threading.Event()
+        self._running.add(cancel)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._thread, self.score_texts, texts, cancel
+            )
+        except asyncio.CancelledError:
+            # A stopped run: llama.cpp's thread stops at its next llama_decode instead of
+            # finishing (the reference sample is minutes of work on a slow machine).
+            cancel.set()
+            raise
+        finally:
+            self._running.discard(cancel)
 
-    def score_texts(self, texts: Sequence[tuple[str, str]]) -> list[Fit | None]:
-        """Fits of (prefix, whole text) pairs; texts sharing a prompt share its evaluation."""
+    def score_texts(
+        self, texts: Sequence[tuple[str, str]], cancel: threading.Event | None = None
+    ) -> list[Fit | None]:
+        """Fits of (prefix, whole text) pairs; texts sharing a prompt share its evaluation.
+        Setting `cancel` stops it between llama_decode calls (`llama.Cancelled`)."""
         engine = self.load()
         unique = list(dict.fromkeys(texts))  # a text asked for twice is scored once
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -143,7 +159,7 @@ class LlamaScorer(Scorer):
         fits: list[Fit | None] = [None] * len(unique)
         for prompt, members in groups.items():
             responses = [parts[i][0] for i in members]
-            totals = engine.score(list(prompt), responses)
+            totals = engine.score(list(prompt), responses, cancel)
             for i, total in zip(members, totals, strict=True):
                 response, truncated = parts[i]
                 fits[i] = Fit(float(total) / len(response), len(response), truncated=truncated)
@@ -151,7 +167,19 @@ class LlamaScorer(Scorer):
         return [found[text] for text in texts]
 
     async def aclose(self) -> None:
-        self._thread.shutdown(wait=True)
+        if self._closed:
+            return
+        self._closed = True
+        for cancel in self._running:
+            cancel.set()
+        # The engine is freed on its own thread, after the call in hand (cancelled, so it
+        # ends at its next decode): the event loop never blocks on llama.cpp.
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._release)
+        finally:
+            self._thread.shutdown(wait=False)
+
+    def _release(self) -> None:
         if self.engine is not None:
             self.engine.close()
             self.engine = None
