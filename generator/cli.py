@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -102,7 +104,8 @@ class _Bar:
         self.progress.advance(self.task, n)
 
     def say(self, text: str) -> None:
-        self.progress.update(self.task, requests=text)
+        if self.task is not None:
+            self.progress.update(self.task, requests=text)
 
     def note(self, stats) -> None:
         errors = sum(stats.errors.values())
@@ -114,26 +117,115 @@ class _Bar:
         self.progress.update(self.task, requests=text)
 
 
-def _terminate_as_interrupt(signum, frame):
-    # SIGTERM stops a run exactly like Ctrl-C: while the event loop runs, its SIGINT
-    # handler cancels the run at an await, so no seed is cut in half.
-    handler = signal.getsignal(signal.SIGINT)
-    if callable(handler):
-        handler(signum, frame)
-    else:
+GRACE = 1.0  # seconds a stop signal waits for the run to reach an await before forcing
+
+
+class _Stop:
+    """What Ctrl-C and SIGTERM do while a command works (see `_stoppable`).
+
+    The first signal stops the work where it is safe to: inside the event loop, by a
+    KeyboardInterrupt raised between two task steps (so no step, and no seed, is cut in
+    half; asyncio then cancels every task at its await, and the in-process scorer stops
+    at its next llama_decode); outside it, by a KeyboardInterrupt right where the code
+    is, as Python does. If the loop has not got there within GRACE seconds it is stuck
+    in something that does not return (a blocking read), and the signal is sent again to
+    the main thread, which raises KeyboardInterrupt out of that call. A second signal
+    from outside exits at once: the run folder keeps what its journal records, like
+    after a kill.
+    """
+
+    def __init__(self, kept: str):
+        self.message = f"interrupted: {kept}; run the same command to resume"
+        self.signals = 0
+        self.forcing = False
+        self.delivered = False  # the forced KeyboardInterrupt was raised
+        self.active = True
+        self.lock = threading.RLock()  # re-entered by a signal handler on the main thread
+        self.reached = threading.Event()  # the loop ran the interrupt
+
+    def handle(self, signum, frame) -> None:
+        asyncio = sys.modules.get("asyncio")  # not imported: no loop can be running
+        loop = asyncio and asyncio._get_running_loop()
+        if self.forcing:  # our own signal, sent by `_watch`: out of the call that blocks
+            self.forcing = False
+            self.delivered = True
+            task = loop and asyncio.current_task(loop)
+            if task is not None:  # it ends with our KeyboardInterrupt: nothing to report
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            raise KeyboardInterrupt
+        self.signals += 1
+        if self.signals > 1 or not self.active:
+            self.exit_now()
+        if loop is None:
+            raise KeyboardInterrupt
+        try:
+            loop.call_soon_threadsafe(self._interrupt)
+        except RuntimeError:  # the loop is closing
+            raise KeyboardInterrupt from None
+        threading.Thread(target=self._watch, args=(signum,), daemon=True).start()
+
+    def _interrupt(self) -> None:
+        with self.lock:  # either this or `_watch` stops the work, never both
+            if self.forcing or self.delivered:
+                return
+            self.reached.set()
         raise KeyboardInterrupt
+
+    def _watch(self, signum: int) -> None:
+        self.reached.wait(GRACE)
+        with self.lock:
+            if self.active and not self.reached.is_set():
+                self.forcing = True
+                signal.pthread_kill(threading.main_thread().ident, signum)
+
+    def exit_now(self) -> None:
+        with self.lock:
+            self.active = False
+        if sys.stderr.isatty():
+            sys.stderr.write("\x1b[?25h\n")  # the progress bar hid the cursor
+        sys.stderr.write(self.message + "\n")
+        sys.stderr.flush()
+        os._exit(130)
+
+    def stopped(self) -> None:
+        with self.lock:  # no forced signal after this: the main thread is leaving
+            self.active = False
 
 
 @contextlib.contextmanager
 def _stoppable(kept: str):
-    """Ctrl-C and SIGTERM stop the work inside cleanly: exit 130, saying what is kept."""
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    """Ctrl-C and SIGTERM stop the work inside promptly, wherever it waits: exit 130,
+    saying what is kept (`_Stop` says how)."""
+    stop = _Stop(kept)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {}
+    if main_thread:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:  # `nohup`, `cmd &`: left so
+                previous[signum] = signal.signal(signum, stop.handle)
     try:
         yield
     except KeyboardInterrupt:
-        click.echo(f"interrupted: {kept}; run the same command to resume", err=True)
+        stop.stopped()
+        click.echo(stop.message, err=True)
         sys.exit(130)
+    finally:
+        stop.stopped()
+        for signum, handler in previous.items():
+            if handler is not None:  # None: not set from Python, nothing to put back
+                signal.signal(signum, handler)
 
+
+# generate, augment and score: the backend's requests and an openai:URL scorer's
+_TIMEOUT = _option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,  # scoring.TIMEOUT (not imported here: --help stays instant)
+    show_default=True,
+    help="Seconds to wait for one response (of --backend openai or an openai:URL scorer) "
+    "before sending it again; a scorer tries 3 times, then the command stops (finished "
+    "work is kept).",
+)
 
 _RUN_OPTIONS = [
     _option(
@@ -157,13 +249,7 @@ _RUN_OPTIONS = [
         type=click.IntRange(min=1),
         help="Requests in flight for --backend openai (default 16).",
     ),
-    _option(
-        "--timeout",
-        type=click.FloatRange(min=0, min_open=True),
-        default=120.0,
-        show_default=True,
-        help="Seconds to wait for one response before retrying it.",
-    ),
+    _TIMEOUT,
     _option(
         "--retries",
         type=click.IntRange(min=0),
@@ -473,8 +559,9 @@ def _print_request_failures(result) -> None:
 @_option("--prompt-column", help="Column holding the prompt (default: auto-detected).")
 @_option("--response-column", help="Column holding the response (default: auto).")
 @_option("--overwrite", is_flag=True, help="Score again over an existing output.")
+@_TIMEOUT
 @_errors
-def score(dataset, out, scorer, prompts, prompt_column, response_column, overwrite):
+def score(dataset, out, scorer, prompts, prompt_column, response_column, overwrite, timeout):
     """Fit-score every row of DATASET under a base model: each row comes back with `fit`
     (nll in nats/token, lower is more natural; percentile among the dataset's rows)."""
     from generator.scoring.dataset import score_dataset
@@ -496,11 +583,21 @@ def score(dataset, out, scorer, prompts, prompt_column, response_column, overwri
             response_column=response_column,
             overwrite=overwrite,
             progress=progress,
+            timeout=timeout,
+            say=bar.say,
         )
     where = str(result.path)
     if result.resumed_from:
         where += f" (resumed after {result.resumed_from} rows)"
     click.echo(f"{result.rows} rows -> {where}")
+    if result.failed:
+        why = (result.failure or "").split("; ")[0]
+        if result.mean_nll is None:
+            raise click.ClickException(
+                f"{result.path}: no row got a finite score ({why}); fix the scorer, then "
+                "score again with --overwrite"
+            )
+        click.echo(f"  {result.failed} rows not scored (their fit.error says why): {why}", err=True)
     if result.mean_nll is None:
         click.echo("  no row had a response to score")
         return

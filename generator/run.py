@@ -168,7 +168,9 @@ class Pipeline:
         self.config = config
         self.prompts = Prompts(config.prompts)
         # Dry runs render and check; they score and probe nothing, so they load no model.
-        self.scorer = None if dry_run else scoring.make(config.scorer, self.prompts)
+        self.scorer = (
+            None if dry_run else scoring.make(config.scorer, self.prompts, timeout=config.timeout)
+        )
         from generator import probe as probing
         from generator.probe.stage import KnowledgeStage
 
@@ -412,6 +414,8 @@ class Pipeline:
             self.made.update(quota_key(r["behavior"]) for r in rows[0])
             sink(rows)
 
+        if self.scorer is not None:
+            self.scorer.on_wait = say  # a scorer server that is slow to answer says so
         try:
             await self.knowledge.run(self.seeds, probe_store, say)
             if self.scorer is not None and self.reference is None:

@@ -5,7 +5,8 @@ validated, compared and kept or dropped together, so refusal:contrast stays exac
 With fit scores, a unit with a row less natural than `cutoff` (an NLL drawn from the seeds'
 own responses, see `Reference.cutoff`) is dropped, and the best remaining unit is
 the most natural to the base model (lowest mean NLL, GRAPE's rule); without a scorer it
-is the first valid one, deterministically. Units compete only within their slot, so
+is the first valid one, deterministically. A unit whose score failed is dropped
+(`fit_failed`): it cannot be ranked. Units compete only within their slot, so
 only within one behavior. Across seeds, `NearDuplicates` then drops a unit that nearly
 repeats one already kept.
 """
@@ -53,7 +54,12 @@ def _mean_nll(unit: list) -> float | None:
 
 
 def _unnatural(example: Example, cutoff: float | None) -> bool:
-    return cutoff is not None and example.fit is not None and example.fit.nll > cutoff
+    fit = example.fit
+    return cutoff is not None and fit is not None and fit.nll is not None and fit.nll > cutoff
+
+
+def _unscored(example: Example) -> bool:
+    return example.fit is not None and example.fit.error is not None
 
 
 def select(
@@ -78,6 +84,13 @@ def select(
                     verdict[ex.id] = (False, "duplicate")
                 continue
             seen.add(key)
+            if any(_unscored(ex) for ex, _ in unit):  # the fit says why (a NaN score, …)
+                for ex, _ in unit:
+                    verdict[ex.id] = (
+                        False,
+                        "fit_failed" if _unscored(ex) else "pair_partner_fit_failed",
+                    )
+                continue
             if any(_unnatural(ex, cutoff) for ex, _ in unit):
                 for ex, _ in unit:
                     unnatural = _unnatural(ex, cutoff)

@@ -89,20 +89,27 @@ class Knowledge:
 
 @dataclass(frozen=True)
 class Fit:
-    """How natural a response is to a base model: mean negative log-likelihood per token."""
+    """How natural a response is to a base model: mean negative log-likelihood per token.
 
-    nll: float
+    A failed score (the scorer gave no finite number) has `nll` None and `error` saying
+    why; it is never ranked."""
+
+    nll: float | None
     tokens: int
     percentile: float | None = None  # share of the seeds' own responses at least as natural
     truncated: bool = False  # the text was longer than the scorer's context
+    error: str | None = None  # why the score failed
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "nll": self.nll,
             "tokens": self.tokens,
             "percentile": self.percentile,
             "truncated": self.truncated,
         }
+        if self.error:  # only on a failed score: a good row's bytes do not change
+            out["error"] = self.error
+        return out
 
 
 @dataclass(frozen=True)

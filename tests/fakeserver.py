@@ -15,7 +15,11 @@ an optional fixed delay, and injects faults on request:
 It also answers `/v1/completions` the way a scoring server does with `echo` and
 `logprobs` (each word a token at log-probability -1, the first one null), or without
 logprobs (`completion_logprobs=False`, as servers that ignore the parameter do), or with
-a 400 "exceeds the context window" for texts longer than `context_chars`.
+a 400 "exceeds the context window" for texts longer than `context_chars`, or with one of
+`COMPLETION_FAULTS` (`completion_fault`) for every text containing `completion_match`:
+`html` (200 with an HTML page), `not_json` (200, JSON content type, a body that is not
+JSON), `nan` / `inf` (NaN or -Infinity logprobs, written bare as Python's json does),
+`bad_offsets` (every `text_offset` 0), `stall` (no answer for `stall_seconds`).
 
 Run it alone (for benchmarks): `python -m tests.fakeserver --delay 0.05` prints its URL.
 """
@@ -34,6 +38,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 FAULTS = ("429", "500", "stall", "truncate", "garbage", "empty", "bad_content")
+COMPLETION_FAULTS = ("html", "not_json", "nan", "inf", "bad_offsets", "stall")
 
 
 @dataclass
@@ -48,6 +53,8 @@ class Plan:
     auth_error: bool = False  # 401 quoting the key back, as some servers do
     completion_logprobs: bool = True
     context_chars: int = 0  # /completions: longer texts are refused as over the context
+    completion_fault: str | None = None  # /completions: one of COMPLETION_FAULTS
+    completion_match: str = ""  # ... only for texts containing this ("" for every text)
     seed: int = 0
 
 
@@ -307,11 +314,23 @@ class FakeServer:
         if self.plan.context_chars and len(text) > self.plan.context_chars:
             message = {"error": {"message": "Requested tokens exceed context window of 64"}}
             return await self._finish(writer, key, "too_long", 400, json.dumps(message).encode())
+        fault = self.plan.completion_fault if self.plan.completion_match in text else None
+        if fault == "html":
+            page = b"<html><body>502 Bad Gateway</body></html>"
+            return await self._finish(writer, key, "html", 200, page, ctype="text/html")
+        if fault == "not_json":
+            return await self._finish(writer, key, "not_json", 200, b"upstream said: ok")
+        if fault == "stall":
+            self._outcome(key, "stall")
+            await asyncio.sleep(self.plan.stall_seconds)
+            return False
         words = list(re.finditer(r"\s*\S+", text))
+        value = {"nan": float("nan"), "inf": float("-inf")}.get(fault, -1.0)
         logprobs = {
             "tokens": [w.group() for w in words] + ["."],
-            "text_offset": [w.start() for w in words] + [len(text)],
-            "token_logprobs": [None] + [-1.0] * len(words),
+            "text_offset": [0 if fault == "bad_offsets" else w.start() for w in words]
+            + [len(text)],
+            "token_logprobs": [None] + [value] * len(words),
             "top_logprobs": None,
         }
         choice = {"index": 0, "text": text + ".", "finish_reason": "length"}
@@ -323,7 +342,7 @@ class FakeServer:
             "model": request.get("model", "fake"),
             "choices": [choice],
         }
-        return await self._finish(writer, key, "ok", 200, json.dumps(payload).encode())
+        return await self._finish(writer, key, fault or "ok", 200, json.dumps(payload).encode())
 
     async def _rate_limited(self, writer, key) -> bool:
         body = b'{"error": {"message": "slow"}}'

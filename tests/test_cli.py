@@ -276,3 +276,63 @@ def test_sigterm_stops_cleanly_and_keeps_finished_work(tmp_path):
     subprocess.run([*cmd, "-o", str(tmp_path / "clean")], check=True, capture_output=True)
     for name in ("dataset.jsonl", "candidates.jsonl"):
         assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+
+
+# A command's work blocked in a call that never returns, inside the event loop (as a read
+# of a pipe nobody writes to is): a stop signal must still stop it.
+BLOCKED = """
+import asyncio, os, sys
+from generator.cli import _stoppable
+
+async def work():
+    read, _ = os.pipe()
+    try:
+        print("ready", flush=True)
+        os.read(read, 1)  # blocks the event loop: nothing is ever written
+    finally:
+        print("cleaned up", file=sys.stderr, flush=True)
+
+with _stoppable("nothing to keep"):
+    asyncio.run(work())
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_stops_work_blocked_inside_the_event_loop(signum):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BLOCKED], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        time.sleep(0.2)  # into the read
+        proc.send_signal(signum)
+        start = time.monotonic()
+        _, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and time.monotonic() - start < 3
+    # the stop ran the work's own cleanup, then said what it says for every command
+    assert err.splitlines() == [
+        "cleaned up",
+        "interrupted: nothing to keep; run the same command to resume",
+    ]
+
+
+def test_a_second_signal_stops_at_once_when_the_cleanup_hangs():
+    hanging = BLOCKED.replace('print("cleaned up"', 'os.read(read, 1); print("cleaned up"')
+    proc = subprocess.Popen(
+        [sys.executable, "-c", hanging], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(2)  # forced out of the read, the cleanup blocks in the next one
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        _, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and time.monotonic() - start < 2
+    assert err.strip().endswith("interrupted: nothing to keep; run the same command to resume")

@@ -2,6 +2,11 @@
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from statistics import mean
 
 import pytest
@@ -12,7 +17,7 @@ from generator.errors import ScorerError
 from generator.scoring import LlamaScorer, Reference, embedded_model, framed, make
 from generator.scoring.server import ServerScorer
 from generator.templates import Prompts
-from tests.conftest import EXAMPLES, read_jsonl
+from tests.conftest import EXAMPLES, SHARED_DATA, read_jsonl
 from tests.fakeserver import FakeServer, Plan
 
 PAIRS = [
@@ -322,3 +327,162 @@ def test_two_scores_of_one_output_never_interleave(tmp_path):
     assert result.rows == 40 and result.resumed_from == 0
     assert [{k: v for k, v in r.items() if k != "fit"} for r in read_jsonl(out)] == rows
     assert sorted(p.name for p in tmp_path.glob("*x.jsonl*")) == ["x.jsonl"]  # no lock, partial
+
+
+# ------------------------------------------------------------- a scorer server misbehaving
+
+
+def strict_json(text: str):
+    """json.loads that refuses NaN and Infinity, as every JSON reader but Python's does."""
+
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(
+    "fault,said",
+    [
+        ("html", "POST /completions answered with an HTML page, not JSON"),
+        ("not_json", "POST /completions answered with a body that is not JSON"),
+        ("bad_offsets", "the server's token offsets do not cover the response"),
+    ],
+)
+def test_a_scorer_server_answering_nonsense_is_a_one_line_error(tmp_path, fault, said):
+    (tmp_path / "s.jsonl").write_text('{"question": "q", "answer": "a b c"}\n')
+    with FakeServer(Plan(completion_fault=fault)) as server:
+        result = invoke("score", "s.jsonl", "--scorer", f"openai:{server.url}")
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert f"--scorer openai:{server.url}: {said}" in line and "; " in line
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_non_finite_logprobs_are_failed_scores_never_bare_nan(tmp_path):
+    rows = [{"question": f"What is {i} + {i}?", "answer": f"It is {2 * i}."} for i in range(4)]
+    rows[1]["answer"] = "It is 2, poison."  # the server answers NaN for this one
+    rows[2]["answer"] = "It is 4, poison again."
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with FakeServer(Plan(completion_fault="nan", completion_match="poison")) as server:
+        result = invoke("score", "s.jsonl", "--scorer", f"openai:{server.url}")
+        assert result.exit_code == 0, result.output
+        out = [strict_json(line) for line in (tmp_path / "s.fit.jsonl").read_text().splitlines()]
+        assert [r["fit"]["nll"] is None for r in out] == [False, True, True, False]
+        assert "non-finite log-likelihood (nan)" in out[1]["fit"]["error"]
+        assert [r["fit"]["percentile"] for r in out] == [1.0, None, None, 1.0]
+        assert "2 rows not scored" in result.output and "2 scored" in result.output
+        # every row NaN: nothing was scored, and the command says so
+        (tmp_path / "p.jsonl").write_text(json.dumps(rows[1]) + "\n")
+        result = invoke("score", "p.jsonl", "--scorer", f"openai:{server.url}")
+    assert result.exit_code == 1 and "p.fit.jsonl: no row got a finite score" in result.output
+
+
+def test_a_nan_candidate_is_dropped_with_its_reason_and_the_files_stay_json(tmp_path):
+    # Hedges (and only hedges) state a percentage, the one the probe measured: the server
+    # gives them NaN logprobs.
+    with FakeServer(Plan(completion_fault="nan", completion_match="%")) as server:
+        result = invoke(
+            "generate",
+            EXAMPLES,
+            "--scorer",
+            f"openai:{server.url}",
+            "-o",
+            "run",
+            "--probe",
+            "embedded",
+        )
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    rows = [strict_json(line) for line in (run / "candidates.jsonl").read_text().splitlines()]
+    reference = strict_json((run / "reference.json").read_text())
+    assert len(reference["nll"]) == 12
+    hedges = [r for r in rows if r["behavior"] == "hedge" and r["status"] != "skipped"]
+    assert hedges and all(r["drop_reason"] == "fit_failed" for r in hedges)
+    assert all("non-finite" in r["fit"]["error"] and r["fit"]["nll"] is None for r in hedges)
+    dataset = [strict_json(line) for line in (run / "dataset.jsonl").read_text().splitlines()]
+    assert dataset and not [r for r in dataset if r["behavior"] == "hedge"]
+    assert "fit_failed" in result.output
+
+
+def test_a_reference_with_no_finite_score_is_refused(tmp_path):
+    with FakeServer(Plan(completion_fault="inf")) as server:
+        result = invoke("generate", EXAMPLES, "--scorer", f"openai:{server.url}", "-o", "run")
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert "none of the 12 reference answers got a finite score" in line
+    assert not (tmp_path / "run" / "reference.json").exists()
+
+
+def test_a_stalled_scorer_server_is_retried_then_a_one_line_error(tmp_path, monkeypatch):
+    from generator.scoring import dataset
+
+    (tmp_path / "s.jsonl").write_text('{"question": "q", "answer": "a b c"}\n')
+    said = []
+    with FakeServer(Plan(completion_fault="stall", stall_seconds=60)) as server:
+        start = time.monotonic()
+        with pytest.raises(ScorerError) as caught:
+            dataset.score_dataset(
+                ["s.jsonl"], scorer=f"openai:{server.url}", timeout=1, say=said.append
+            )
+        seconds = time.monotonic() - start
+        sent = server.log.outcomes["stall"]
+        monkeypatch.setenv("HEDGEROW_TIMEOUT", "0.5")  # the flag's environment variable
+        result = invoke("score", "s.jsonl", "--scorer", f"openai:{server.url}")
+    assert sent == 3 and seconds < 10
+    assert "gave no answer to a scoring request within --timeout 1 s, 3 times" in str(caught.value)
+    assert any(s.startswith(f"waiting for {server.url}: ") and "attempt 2 of 3" in s for s in said)
+    assert said[-1] == ""  # the progress line is cleared when the wait is over
+    assert result.exit_code == 1 and "--timeout 0.5 s, 3 times" in result.output
+
+
+def test_generate_gives_the_scorer_server_its_timeout(tmp_path):
+    (tmp_path / "s.jsonl").write_text('{"question": "What is 2 + 2?", "answer": "4."}\n')
+    with FakeServer(Plan(completion_fault="stall", stall_seconds=300)) as server:
+        cmd = [sys.executable, "-m", "generator", "generate", "s.jsonl", "-o", "run"]
+        cmd += ["--scorer", f"openai:{server.url}", "--timeout", "1"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "within --timeout 1 s, 3 times" in done.stderr and "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------ stopping while scoring
+
+
+@pytest.mark.parametrize(
+    "command,started,kept",
+    [
+        (["generate", "s.jsonl", "-o", "run"], "run/journal.jsonl", "finished seeds are saved"),
+        (["score", "s.jsonl"], "s.fit.jsonl.partial", "scored rows are kept"),
+    ],
+    ids=["generate-reference", "score"],
+)
+def test_a_stop_while_the_model_scores_is_prompt(tmp_path, command, started, kept):
+    # 64 long seeds: scoring them (the reference sample, or score's first batch) takes far
+    # longer than a stop may.
+    gsm8k = [json.loads(line) for line in (SHARED_DATA / "gsm8k_train_300.jsonl").open()]
+    seeds = [{"question": r["question"], "answer": r["answer"] * 2} for r in gsm8k[:64]]
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps(r) + "\n" for r in seeds))
+    env = {**os.environ, "HEDGEROW_SCORER": "embedded"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "generator", *command], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / started).exists():  # the output is open
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(2)  # the model loads, and scoring is under way
+        proc.send_signal(signal.SIGINT if command[0] == "generate" else signal.SIGTERM)
+        start = time.monotonic()
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    seconds = time.monotonic() - start
+    assert proc.returncode == 130 and seconds < 5, (seconds, err)
+    assert err.strip().endswith(f"interrupted: {kept}; run the same command to resume")
+    assert "Traceback" not in err
+    if command[0] == "generate":
+        manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+        assert manifest["status"] == "interrupted" and manifest["seeds"]["done"] == 0
+        assert not (tmp_path / "run" / "reference.json").exists()

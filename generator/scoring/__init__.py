@@ -12,7 +12,9 @@ percentile: 0.9 means 90% of the reference responses are at least as natural.
     --scorer none         no scoring
 
 Text longer than the scorer's context loses prompt tokens from the left (the response is
-kept whole while it fits); such a fit says `"truncated": true`.
+kept whole while it fits); such a fit says `"truncated": true`. A score that is not a
+finite number (a server's NaN logprobs, a broken model) never leaves this layer as one:
+it is a failed fit, `nll` null and `error` saying why, which selection drops.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import functools
+import math
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +39,7 @@ from generator.values import Example, Fit
 FRAME = "scoring/frame.j2"
 CONTEXT = 4096  # tokens of prompt + response an in-process scorer reads at most
 SPECS = "embedded, none, gguf:PATH or openai:URL"
+TIMEOUT = 120.0  # seconds an openai:URL scorer waits for one answer (--timeout)
 
 
 def framed(prompts: Prompts, prompt: str, response: str) -> tuple[str, str]:
@@ -47,6 +52,9 @@ class Scorer:
     """Scores (prompt, response) pairs; one interface for every engine."""
 
     spec: str
+    # Told, while a request has been waiting a while, what it waits for ("" when it
+    # no longer does): the caller's progress line, so a slow scorer is not silent.
+    on_wait: Callable[[str], None] | None = None
 
     def __init__(self, spec: str, prompts: Prompts):
         self.spec = spec
@@ -57,12 +65,27 @@ class Scorer:
         return {"scorer": self.spec, "frame_sha256": self.prompts.sha256(FRAME)}
 
     async def score(self, pairs: Sequence[tuple[str, str]]) -> list[Fit | None]:
-        """A fit (without percentile) per pair; None for a response with no tokens."""
+        """A fit (without percentile) per pair; None for a response with no tokens; a
+        failed fit (`error` set, `nll` None) where the engine gave no finite number."""
+        return [self._finite(fit) for fit in await self._score(pairs)]
+
+    async def _score(self, pairs: Sequence[tuple[str, str]]) -> list[Fit | None]:
         raise NotImplementedError
 
     def local_model(self):
         """The in-process model (`scoring.model.LocalModel`) the probe may share, if any."""
         return None
+
+    def _finite(self, fit: Fit | None) -> Fit | None:
+        if fit is None or fit.error or math.isfinite(fit.nll):
+            return fit
+        return Fit(
+            None,
+            fit.tokens,
+            truncated=fit.truncated,
+            error=f"--scorer {self.spec} gave a non-finite log-likelihood ({fit.nll}) for "
+            "this text (NaN or infinite logprobs); it was not ranked",
+        )
 
     async def aclose(self) -> None:
         pass
@@ -80,6 +103,8 @@ class LlamaScorer(Scorer):
         self.context = context
         self.engine = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="hedgerow-scorer")
+        self._running: set[threading.Event] = set()  # the cancel flags of calls in hand
+        self._closed = False
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "model": self.path.name, "context": self.context}
@@ -92,14 +117,27 @@ class LlamaScorer(Scorer):
             self.context = self.engine.context
         return self.engine
 
-    async def score(self, pairs: Sequence[tuple[str, str]]) -> list[Fit | None]:
+    async def _score(self, pairs: Sequence[tuple[str, str]]) -> list[Fit | None]:
         texts = [framed(self.prompts, p, r) for p, r in pairs]
-        return await asyncio.get_running_loop().run_in_executor(
-            self._thread, self.score_texts, texts
-        )
+        cancel = threading.Event()
+        self._running.add(cancel)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._thread, self.score_texts, texts, cancel
+            )
+        except asyncio.CancelledError:
+            # A stopped run: llama.cpp's thread stops at its next llama_decode instead of
+            # finishing (the reference sample is minutes of work on a slow machine).
+            cancel.set()
+            raise
+        finally:
+            self._running.discard(cancel)
 
-    def score_texts(self, texts: Sequence[tuple[str, str]]) -> list[Fit | None]:
-        """Fits of (prefix, whole text) pairs; texts sharing a prompt share its evaluation."""
+    def score_texts(
+        self, texts: Sequence[tuple[str, str]], cancel: threading.Event | None = None
+    ) -> list[Fit | None]:
+        """Fits of (prefix, whole text) pairs; texts sharing a prompt share its evaluation.
+        Setting `cancel` stops it between llama_decode calls (`llama.Cancelled`)."""
         engine = self.load()
         unique = list(dict.fromkeys(texts))  # a text asked for twice is scored once
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -126,14 +164,27 @@ class LlamaScorer(Scorer):
         fits: list[Fit | None] = [None] * len(unique)
         for prompt, members in groups.items():
             responses = [parts[i][0] for i in members]
-            for i, total in zip(members, engine.score(list(prompt), responses), strict=True):
+            totals = engine.score(list(prompt), responses, cancel)
+            for i, total in zip(members, totals, strict=True):
                 response, truncated = parts[i]
                 fits[i] = Fit(float(total) / len(response), len(response), truncated=truncated)
         found = dict(zip(unique, fits, strict=True))
         return [found[text] for text in texts]
 
     async def aclose(self) -> None:
-        self._thread.shutdown(wait=True)
+        if self._closed:
+            return
+        self._closed = True
+        for cancel in self._running:
+            cancel.set()
+        # The engine is freed on its own thread, after the call in hand (cancelled, so it
+        # ends at its next decode): the event loop never blocks on llama.cpp.
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._release)
+        finally:
+            self._thread.shutdown(wait=False)
+
+    def _release(self) -> None:
         if self.engine is not None:
             self.engine.close()
             self.engine = None
@@ -158,8 +209,9 @@ def embedded_model() -> Path:
         ) from None
 
 
-def make(spec: str, prompts: Prompts) -> Scorer | None:
-    """The scorer a --scorer value names (None for `none`); errors say how to fix it."""
+def make(spec: str, prompts: Prompts, timeout: float | None = None) -> Scorer | None:
+    """The scorer a --scorer value names (None for `none`); errors say how to fix it.
+    `timeout`: seconds an openai:URL scorer waits for one answer (--timeout)."""
     kind, _, rest = spec.partition(":")
     if spec == "none":
         return None
@@ -170,7 +222,8 @@ def make(spec: str, prompts: Prompts) -> Scorer | None:
     if kind == "openai" and rest.startswith(("http://", "https://")):
         from generator.scoring.server import ServerScorer
 
-        return ServerScorer(spec, prompts, rest, api_key=os.environ.get("HEDGEROW_SCORER_API_KEY"))
+        api_key = os.environ.get("HEDGEROW_SCORER_API_KEY")
+        return ServerScorer(spec, prompts, rest, api_key=api_key, timeout=timeout or TIMEOUT)
     raise ConfigError(f"--scorer {spec}: not a scorer; use {SPECS}")
 
 
@@ -215,9 +268,17 @@ class Reference:
 
 
 async def reference(scorer: Scorer, pairs: Sequence[tuple[str, str]]) -> Reference:
-    """Score the seeds' own (prompt, response) pairs into a reference distribution."""
-    fits = await scorer.score(pairs)
-    return Reference(tuple(sorted(round(f.nll, 4) for f in fits if f is not None)))
+    """Score the seeds' own (prompt, response) pairs into a reference distribution.
+    Failed scores are left out; if every one failed, nothing can be ranked: an error."""
+    fits = [f for f in await scorer.score(pairs) if f is not None]
+    good = [f for f in fits if not f.error]
+    if fits and not good:
+        raise ScorerError(
+            f"--scorer {scorer.spec}: none of the {len(fits)} reference answers got a finite "
+            f"score ({fits[0].error.split('; ')[0]}); fix the scorer (a server must return "
+            "finite prompt logprobs) or use --scorer none"
+        )
+    return Reference(tuple(sorted(round(f.nll, 4) for f in good)))
 
 
 async def fit_examples(
@@ -227,7 +288,7 @@ async def fit_examples(
     fits = await scorer.score([(ex.prompt, ex.response) for ex in examples])
     out = []
     for example, fit in zip(examples, fits, strict=True):
-        if fit is not None:
+        if fit is not None and not fit.error:
             nll = round(fit.nll, 4)
             fit = replace(fit, nll=nll, percentile=ref.percentile(nll) if ref else None)
         out.append(replace(example, fit=fit))

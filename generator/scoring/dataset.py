@@ -37,6 +37,8 @@ class ScoreResult:
     resumed_from: int
     mean_nll: float | None
     foreign: list[dict[str, Any]] = field(default_factory=list)  # least natural first
+    failed: int = 0  # rows whose score failed (their fit says why)
+    failure: str | None = None  # the first one's reason
 
 
 def _rows(paths: Sequence[str], prompt_column, response_column) -> Iterator[tuple[dict, Any]]:
@@ -93,8 +95,12 @@ def score_dataset(
     response_column: str | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    timeout: float | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> ScoreResult:
-    """Score every row of `paths` into `out` (default `<first input>.fit.jsonl`)."""
+    """Score every row of `paths` into `out` (default `<first input>.fit.jsonl`).
+    `timeout`: seconds an openai:URL scorer waits for one answer; `say` is told what
+    a slow scorer is waiting for."""
     if scorer == "none":
         raise ConfigError(
             "hedgerow score needs a scorer; use --scorer embedded, gguf:PATH or openai:URL"
@@ -118,7 +124,8 @@ def score_dataset(
             raise ConfigError(
                 f"{target}: already exists; pass --overwrite or choose another -o FILE"
             )
-        engine = make(scorer, templates)
+        engine = make(scorer, templates, timeout=timeout)
+        engine.on_wait = say
         try:
             if done < 0:
                 done = 0
@@ -179,12 +186,16 @@ def _finish(
 ) -> ScoreResult:
     """Rank every row's fit among the dataset's own and write `target` whole."""
     nlls = []
+    failed, failure = 0, None
     with partial.open("rb") as fh:
         fh.readline()
         for line in fh:
             fit = json.loads(line).get("fit")
-            if fit:
+            if fit and fit.get("nll") is not None:
                 nlls.append(round(fit["nll"], 4))
+            elif fit:  # a failed score, not ranked
+                failed += 1
+                failure = failure or fit.get("error")
     ranks = Reference(tuple(sorted(nlls)))
     worst: list[tuple[float, int, dict]] = []
     tmp = outputs.temporary(target)
@@ -194,7 +205,7 @@ def _finish(
         for rows, line in enumerate(src, start=1):
             row = json.loads(line)
             fit = row.get("fit")
-            if fit:
+            if fit and fit.get("nll") is not None:
                 fit["nll"] = round(fit["nll"], 4)
                 fit["percentile"] = ranks.percentile(fit["nll"])
                 heapq.heappush(worst, (fit["nll"], rows, row))
@@ -210,4 +221,4 @@ def _finish(
         )
         foreign.append({"row": line, "nll": nll, "prompt": to_seed(row, shape, str(line)).prompt})
     mean = round(sum(nlls) / len(nlls), 4) if nlls else None
-    return ScoreResult(target, rows, len(nlls), resumed_from, mean, foreign)
+    return ScoreResult(target, rows, len(nlls), resumed_from, mean, foreign, failed, failure)

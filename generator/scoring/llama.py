@@ -5,7 +5,8 @@ state: each response gets its own sequence id in llama.cpp's unified KV cache, s
 the prompt's cells, and the responses of one prompt go through `llama_decode` together.
 Logits are asked for only where a response token is predicted — with Gemma's 262k-word
 vocabulary the output layer is about half of a scored token's cost, so a prompt token
-costs about half of one.
+costs about half of one. A call can be cancelled between `llama_decode` calls (each is at
+most BATCH tokens, well under a second): a stopped run does not wait for the rest.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def _quiet(llama_cpp) -> None:
 
     _quiet.callback = callback  # a ctypes callback must outlive its registration
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+
+class Cancelled(Exception):
+    """The caller set the cancel flag: the scoring call stopped between decodes."""
 
 
 def check_gguf(path: Path, flag: str) -> None:
@@ -158,16 +163,28 @@ class LlamaEngine:
             out[i] = peaks[i] + np.log(row.sum(dtype=np.float64))
         return out
 
-    def score(self, prompt: Sequence[int], responses: Sequence[Sequence[int]]) -> list[float]:
+    def score(
+        self,
+        prompt: Sequence[int],
+        responses: Sequence[Sequence[int]],
+        cancel: threading.Event | None = None,
+    ) -> list[float]:
         """Summed negative log-likelihood of each response's tokens after `prompt`.
 
         The caller keeps len(prompt) + len(response) within the context, and the prompt
-        non-empty (its last token predicts each response's first)."""
+        non-empty (its last token predicts each response's first). Setting `cancel`
+        raises `Cancelled` before the next llama_decode."""
         L, n_prompt = self.L, len(prompt)
+
+        def decode(items) -> None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled
+            self.decode(items)
+
         L.llama_memory_clear(self.memory, True)
         for start in range(0, n_prompt, BATCH):
             chunk = prompt[start : start + BATCH]
-            self.decode([(t, start + i, 0, start + i == n_prompt - 1) for i, t in enumerate(chunk)])
+            decode([(t, start + i, 0, start + i == n_prompt - 1) for i, t in enumerate(chunk)])
         # The prompt's last row predicts every response's first token: one row, read once.
         last = self.rows(1)
         norm = self.normalisers(last)[0]
@@ -192,7 +209,7 @@ class LlamaEngine:
                     targets.append(response[j + 1])
             for start in range(0, len(items), OUTPUTS):
                 chunk = items[start : start + OUTPUTS]
-                self.decode(chunk)
+                decode(chunk)
                 rows = self.rows(len(chunk))
                 norms = self.normalisers(rows)
                 for k, owner in enumerate(owners[start : start + OUTPUTS]):

@@ -4,20 +4,39 @@ vLLM and llama.cpp's server (`python -m llama_cpp.server ... --logits_all true`)
 with `echo=True, logprobs=1`, the log-probability of every token of the text sent. The
 response's tokens are the ones whose `text_offset` falls after the frame's prefix. This
 is the way to big base models and many machines: the server batches and caches prompts.
+
+Bodies are read raw and parsed here, so a server that answers an HTML page, a body that
+is not JSON or offsets that miss the text gets a one-line error saying what it did wrong.
+A request that gets no answer within `timeout` seconds (or loses its connection, or
+gets a 5xx or 429) is sent again, at most ATTEMPTS times in all, and then is an error for
+the whole run: a stalled server is not a property of one text, and a run that went on
+without fits would rank some candidates and not others. Finished work is kept, so the
+same command resumes once the server answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from generator import jsontext
 from generator.errors import ScorerError
-from generator.scoring import Scorer, framed
+from generator.scoring import TIMEOUT, Scorer, framed
 from generator.templates import Prompts
 from generator.values import Fit
 
 _TOO_LONG = ("context", "too long", "exceed", "maximum", "max_tokens")
+ATTEMPTS = 3  # sends of one request that times out or fails on the server's side
+WATCH = 0.5  # seconds between looks at how long requests have waited (for on_wait)
+NOTE_AFTER = 5.0  # a request waiting this long (or half the timeout) is shown as waiting
+
+
+def _snippet(text: str, size: int = 60) -> str:
+    text = " ".join(text.split())
+    return repr(text[:size] + ("…" if len(text) > size else ""))
 
 
 class ServerScorer(Scorer):
@@ -30,7 +49,7 @@ class ServerScorer(Scorer):
         url: str,
         api_key: str | None = None,
         concurrency: int = 8,
-        timeout: float = 120.0,
+        timeout: float = TIMEOUT,
     ):
         super().__init__(spec, prompts)
         self.url = url.rstrip("/")
@@ -40,12 +59,86 @@ class ServerScorer(Scorer):
         self._client = None
         self._model: str | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._waiting: dict[object, tuple[float, int]] = {}  # request -> (sent at, attempt)
+        self._said = False  # on_wait was told something that still shows
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "model": self._model}
 
     def _fail(self, what: str) -> ScorerError:
         return ScorerError(f"--scorer {self.spec}: {what}")
+
+    async def _send(self, what: str, request: Callable[[], Awaitable[Any]], connect: bool = False):
+        """`request()`, sent again after a timeout, a lost connection, a 5xx or a 429, at
+        most ATTEMPTS times; `connect`: the first contact, where a refused connection is a
+        wrong URL or a server not started, said at once."""
+        import openai
+
+        for attempt in range(1, ATTEMPTS + 1):
+            key = object()
+            self._waiting[key] = (time.monotonic(), attempt)
+            try:
+                return await request()
+            except openai.APITimeoutError:
+                failed = f"gave no answer to {what} within --timeout {self.timeout:g} s"
+            except openai.APIConnectionError as e:
+                if connect:
+                    raise self._fail(
+                        f"cannot reach {self.url} ({e.__class__.__name__}); start the server "
+                        "or fix the URL (it ends in /v1)"
+                    ) from None
+                failed = f"dropped the connection during {what}"
+            except (openai.InternalServerError, openai.RateLimitError) as e:
+                failed = f"answered {what} with HTTP {e.status_code} ({e.message})"
+            finally:
+                del self._waiting[key]
+            if attempt < ATTEMPTS:
+                await asyncio.sleep(0.5 * 2 ** (attempt - 1))
+        raise self._fail(
+            f"the server {failed}, {ATTEMPTS} times; check that the server is up and not "
+            "overloaded, or raise --timeout (work done so far is kept: run the same command "
+            "again to resume)"
+        )
+
+    async def _watch(self) -> None:
+        """Tell on_wait while a request has been waiting long (and when none is)."""
+        patience = min(NOTE_AFTER, self.timeout / 2)
+        try:
+            while True:
+                await asyncio.sleep(WATCH)
+                now = time.monotonic()
+                oldest = min(self._waiting.values(), default=None)
+                if oldest is not None and now - oldest[0] >= patience:
+                    self.on_wait(
+                        f"waiting for {self.url}: {now - oldest[0]:.0f} s (attempt "
+                        f"{oldest[1]} of {ATTEMPTS}, --timeout {self.timeout:g} s)"
+                    )
+                    self._said = True
+                elif self._said:
+                    self.on_wait("")
+                    self._said = False
+        finally:
+            if self._said and not self._waiting:
+                self.on_wait("")
+                self._said = False
+
+    def _json(self, raw, what: str) -> Any:
+        """The body of a 200 answer as JSON, or an error saying what came instead."""
+        text = raw.text
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+        kind = raw.headers.get("content-type", "")
+        if "html" in kind or text.lstrip().startswith("<"):
+            raise self._fail(
+                f"{what} answered with an HTML page, not JSON ({_snippet(text)}); "
+                "give the URL of the server's OpenAI API, which ends in /v1"
+            )
+        raise self._fail(
+            f"{what} answered with a body that is not JSON ({_snippet(text)}); "
+            "give the URL of an OpenAI-compatible server's API, which ends in /v1"
+        )
 
     async def _setup(self) -> None:
         import openai
@@ -55,42 +148,55 @@ class ServerScorer(Scorer):
                 base_url=self.url,
                 api_key=self.api_key or "none",  # a local server wants no key
                 timeout=self.timeout,
-                max_retries=4,
+                max_retries=0,  # retried in _send, where the wait is seen and bounded
             )
             self._slots = asyncio.Semaphore(self.concurrency)
         if self._model is None:
             try:
-                listed = await self._client.models.list()
-                ids = [m.id for m in listed.data]
-            except (openai.APIConnectionError, openai.APITimeoutError) as e:
-                raise self._fail(
-                    f"cannot reach {self.url} ({e.__class__.__name__}); start the server "
-                    "or fix the URL (it ends in /v1)"
-                ) from None
+                raw = await self._send(
+                    "GET /models",
+                    self._client.models.with_raw_response.list,
+                    connect=True,
+                )
+                listed = json.loads(raw.text)
+                ids = [m["id"] for m in listed["data"]]
             except openai.APIStatusError:
                 ids = []  # no /models: the server takes any name
-            self._model = ids[0] if ids else "default"
+            except (ValueError, KeyError, TypeError):
+                ids = []  # an odd listing: /completions will say what is wrong, if anything
+            self._model = ids[0] if ids and isinstance(ids[0], str) else "default"
 
-    async def score(self, pairs: Sequence[tuple[str, str]]) -> list[Fit | None]:
-        await self._setup()
-        texts = [framed(self.prompts, p, r) for p, r in pairs]
-        return list(await asyncio.gather(*(self._one(prefix, whole) for prefix, whole in texts)))
+    async def _score(self, pairs: Sequence[tuple[str, str]]) -> list[Fit | None]:
+        watch = asyncio.ensure_future(self._watch()) if self.on_wait else None
+        try:
+            await self._setup()
+            texts = [framed(self.prompts, p, r) for p, r in pairs]
+            return list(await asyncio.gather(*(self._one(pre, whole) for pre, whole in texts)))
+        finally:
+            if watch is not None:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
 
     async def _one(self, prefix: str, whole: str) -> Fit | None:
         import openai
 
         left, right = 0, len(whole)  # the slice sent; shrunk while the server says too long
         for _ in range(40):
+            sent = whole[left:right]
+
+            async def request(sent=sent):
+                return await self._client.completions.with_raw_response.create(
+                    model=self._model,
+                    prompt=sent,
+                    max_tokens=1,
+                    echo=True,
+                    logprobs=1,
+                    temperature=0,
+                )
+
             try:
                 async with self._slots:
-                    reply = await self._client.completions.create(
-                        model=self._model,
-                        prompt=whole[left:right],
-                        max_tokens=1,
-                        echo=True,
-                        logprobs=1,
-                        temperature=0,
-                    )
+                    raw = await self._send("a scoring request", request)
             except openai.BadRequestError as e:
                 said = str(e.message)
                 if not any(word in said.lower() for word in _TOO_LONG):
@@ -102,35 +208,51 @@ class ServerScorer(Scorer):
                 else:
                     raise self._fail(f"the server refuses even a short text ({said})") from None
                 continue
-            except (openai.APIConnectionError, openai.APITimeoutError) as e:
-                raise self._fail(
-                    f"lost {self.url} ({e.__class__.__name__}); finished seeds are saved, "
-                    "run the same command again to resume"
-                ) from None
             except openai.APIStatusError as e:
                 raise self._fail(
                     f"the server answered HTTP {e.status_code} ({e.message})"
                 ) from None
+            truncated = left > 0 or right < len(whole)
             return self._parse(
-                reply, len(prefix) - left, right - left, left > 0 or right < len(whole)
+                self._json(raw, "POST /completions"), sent, len(prefix) - left, truncated
             )
         raise self._fail("the server kept saying the text is too long")
 
-    def _parse(self, reply, start: int, end: int, truncated: bool) -> Fit | None:
-        logprobs = reply.choices[0].logprobs if reply.choices else None
-        offsets = getattr(logprobs, "text_offset", None)
-        values = getattr(logprobs, "token_logprobs", None)
-        if not offsets or values is None:
+    def _parse(self, body: Any, sent: str, start: int, truncated: bool) -> Fit | None:
+        """The fit of `sent[start:]` from a completion's echoed prompt logprobs."""
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if not choices or not isinstance(choices[0], dict):
+            raise self._fail(
+                "POST /completions answered JSON without choices "
+                f"({_snippet(jsontext.dumps(body))}); it must be an OpenAI-compatible completions "
+                "endpoint"
+            )
+        logprobs = choices[0].get("logprobs")
+        offsets = logprobs.get("text_offset") if isinstance(logprobs, dict) else None
+        values = logprobs.get("token_logprobs") if isinstance(logprobs, dict) else None
+        if not offsets or not isinstance(offsets, list) or not isinstance(values, list):
             raise self._fail(
                 "the server returned no prompt logprobs for echo=True; it must support echo "
                 "with logprobs (vLLM does; start llama.cpp's llama_cpp.server with "
                 "--logits_all true)"
             )
-        ours = [v for offset, v in zip(offsets, values, strict=False) if start <= offset < end]
-        if any(v is None for v in ours):
+        ours = [
+            v
+            for offset, v in zip(offsets, values, strict=False)
+            if isinstance(offset, int) and start <= offset < len(sent)
+        ]
+        if any(not isinstance(v, int | float) or isinstance(v, bool) for v in ours):
             raise self._fail("the server left some prompt tokens without a logprob")
         if not ours:
+            if sent[start:].strip():  # a response with text must have tokens
+                raise self._fail(
+                    "the server's token offsets do not cover the response; it "
+                    "must return prompt logprobs with text_offset (character offsets into "
+                    "the text sent) for echo=True"
+                )
             return None
+        # Non-finite values (NaN, -Infinity: JSON from Python servers can carry them) pass
+        # through here; Scorer.score turns them into a failed fit with a reason.
         return Fit(-sum(ours) / len(ours), len(ours), truncated=truncated)
 
     async def aclose(self) -> None:
