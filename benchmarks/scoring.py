@@ -399,8 +399,7 @@ def main() -> None:
     prompts = Prompts()
     scorer = scoring.make("embedded", prompts)
     if args.threads:
-        scorer.engine = llama.LlamaEngine(scorer.path, scorer.context, args.threads)
-        scorer.context = scorer.engine.context
+        scorer.model.engine = llama.LlamaEngine(scorer.path, scorer.context, args.threads)
     engine = scorer.load()
     threads = args.threads or engine.L.llama_n_threads_batch(engine.ctx)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -329,7 +329,17 @@ def test_seed_text_is_data_never_a_template_or_an_instruction(tmp_path):
     assert result.exit_code == 0, result.output
     rows = read_jsonl(tmp_path / "run" / "dataset.jsonl")
     assert rows
-    keys = {"id", "seed_id", "behavior", "pair_id", "messages", "attributes", "fit", "provenance"}
+    keys = {
+        "id",
+        "seed_id",
+        "behavior",
+        "pair_id",
+        "messages",
+        "attributes",
+        "knowledge",
+        "fit",
+        "provenance",
+    }
     for row in rows:
         assert set(row) == keys and row["behavior"] in ("hedge", "refusal", "contrast", "near_miss")
         assert [m["role"] for m in row["messages"]] == ["user", "assistant"]

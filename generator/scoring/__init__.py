@@ -26,7 +26,6 @@ import math
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -95,36 +94,33 @@ class LlamaScorer(Scorer):
     """llama.cpp in-process, loaded on first use, on one thread of its own."""
 
     def __init__(self, spec: str, prompts: Prompts, path: Path, context: int = CONTEXT):
-        from generator.scoring.llama import check_gguf
+        from generator.scoring.model import LocalModel
 
         super().__init__(spec, prompts)
-        check_gguf(path, f"--scorer {spec}")
         self.path = path
-        self.context = context
-        self.engine = None
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="hedgerow-scorer")
+        self.model = LocalModel(path, context, f"--scorer {spec}")
         self._running: set[threading.Event] = set()  # the cancel flags of calls in hand
         self._closed = False
+
+    @property
+    def context(self) -> int:
+        return self.model.context
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "model": self.path.name, "context": self.context}
 
-    def load(self):
-        if self.engine is None:
-            from generator.scoring.llama import LlamaEngine
+    def local_model(self):
+        return self.model
 
-            self.engine = LlamaEngine(self.path, self.context)
-            self.context = self.engine.context
-        return self.engine
+    def load(self):
+        return self.model.load()
 
     async def _score(self, pairs: Sequence[tuple[str, str]]) -> list[Fit | None]:
         texts = [framed(self.prompts, p, r) for p, r in pairs]
         cancel = threading.Event()
         self._running.add(cancel)
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._thread, self.score_texts, texts, cancel
-            )
+            return await self.model.call(lambda engine: self.score_texts(texts, cancel))
         except asyncio.CancelledError:
             # A stopped run: llama.cpp's thread stops at its next llama_decode instead of
             # finishing (the reference sample is minutes of work on a slow machine).
@@ -177,17 +173,7 @@ class LlamaScorer(Scorer):
         self._closed = True
         for cancel in self._running:
             cancel.set()
-        # The engine is freed on its own thread, after the call in hand (cancelled, so it
-        # ends at its next decode): the event loop never blocks on llama.cpp.
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._release)
-        finally:
-            self._thread.shutdown(wait=False)
-
-    def _release(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
-            self.engine = None
+        await self.model.aclose()
 
 
 @functools.cache

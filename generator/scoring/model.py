@@ -24,6 +24,7 @@ class LocalModel:
         self.context = context
         self.engine = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="hedgerow-model")
+        self._closed = False
 
     def load(self, sequences: int = 0):
         """The engine, (re)made when it has fewer sequences than asked (on the thread)."""
@@ -45,7 +46,17 @@ class LocalModel:
         )
 
     async def aclose(self) -> None:
-        self._thread.shutdown(wait=True)
+        """Free the engine on its own thread, after the call in hand (a cancelled scorer
+        call ends at its next decode): the event loop never blocks on llama.cpp."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._release)
+        finally:
+            self._thread.shutdown(wait=False)
+
+    def _release(self) -> None:
         if self.engine is not None:
             self.engine.close()
             self.engine = None
