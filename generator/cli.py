@@ -35,6 +35,18 @@ def _errors(fn):
     return wrapper
 
 
+class _Finite(click.FloatRange):
+    """A float range that also refuses nan and inf (click's ranges let nan through)."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 def _option(*names, **kwargs):
     """A click option with its HEDGEROW_* environment variable."""
     long = next(n for n in names if n.startswith("--"))
@@ -219,7 +231,7 @@ def _stoppable(kept: str):
 # generate, augment and score: the backend's requests and an openai:URL scorer's
 _TIMEOUT = _option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=_Finite(min=0, min_open=True),
     default=120.0,  # scoring.TIMEOUT (not imported here: --help stays instant)
     show_default=True,
     help="Seconds to wait for one response (of --backend openai or an openai:URL scorer) "
@@ -296,14 +308,14 @@ _RUN_OPTIONS = [
     ),
     _option(
         "--probe-temperature",
-        type=click.FloatRange(0, 2),
+        type=_Finite(0, 2),
         default=1.0,
         show_default=True,
         help="Temperature of the probe's sampled answers.",
     ),
     _option(
         "--fit-threshold",
-        type=click.FloatRange(0, 1),
+        type=_Finite(0, 1),
         default=0.95,
         show_default=True,
         help="Drop candidates less natural to the scorer than this share of the seeds' own "
@@ -311,7 +323,7 @@ _RUN_OPTIONS = [
     ),
     _option(
         "--near-duplicates",
-        type=click.FloatRange(0, 1),
+        type=_Finite(0, 1),
         default=0.85,
         show_default=True,
         help="Drop a row whose prompt and response both match an earlier row of the same "

@@ -185,6 +185,25 @@ def test_bad_usage_is_exit_2():
     assert CliRunner().invoke(main, ["generate", "x", "--candidates", "0"]).exit_code == 2
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+@pytest.mark.parametrize(
+    "command, flag",
+    [
+        ("generate", "--timeout"),
+        ("score", "--timeout"),
+        ("generate", "--fit-threshold"),
+        ("generate", "--near-duplicates"),
+        ("generate", "--probe-temperature"),
+    ],
+)
+def test_a_number_flag_refuses_nan_and_infinity(tmp_path, command, flag, value):
+    # click's float ranges let nan through; it would reach the manifest as bare NaN
+    result = CliRunner().invoke(main, [command, str(EXAMPLES), flag, value, "-o", "out"])
+    assert result.exit_code == 2, result.output
+    assert "is not a finite number" in result.output or "is not in the range" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_templates_commands(tmp_path):
     listed = invoke("templates", "list")
     assert "hedge/offline.j2" in listed.output and "default" in listed.output
