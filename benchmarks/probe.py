@@ -24,12 +24,10 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -70,38 +68,6 @@ def make_probe(sampler, samples: int, pool) -> probing.Probe:
     return probe
 
 
-def server(model: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "4096",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/models", timeout=1)
-            return proc, url
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("llama.cpp's server did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=6, help="seeds timed in figures 1-2")
@@ -132,15 +98,16 @@ def main() -> None:
         print(f"   same knowledge both ways: {same} of {len(timed)} (sampling order differs)")
         if args.skip_server:
             return
-        proc, url = server(model.path)
-        try:
+        from tests.conftest import llama_cpp_server
+
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            llama_cpp_server(model.path, Path(tmp) / "server.log") as url,
+        ):
             sampler = ServerSampler("openai:" + url, url)
             await probe_all(make_probe(sampler, args.samples, pool), timed[:1])
             t_server, _ = await probe_all(make_probe(sampler, args.samples, pool), timed)
             await sampler.aclose()
-        finally:
-            proc.terminate()
-            proc.wait(10)
         print(
             f"\n2. llama.cpp's server, same seeds: {len(timed) / t_server:.2f} seeds/s "
             f"({t_server / len(timed):.2f} s/seed, n per request: {sampler._n}); "

