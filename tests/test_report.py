@@ -398,6 +398,7 @@ def test_report_renders_in_headless_chromium(scored, probed, tmp_path):
             page.goto((probed_run / "report.html").as_uri())
             for name in ("reliability", "knowledge"):
                 figure = page.locator(f"#plot-{name} > svg")
+                assert figure.count() == 1, name  # drawn, not a note
                 figure.scroll_into_view_if_needed()
                 box = figure.bounding_box()
                 assert figure.is_visible() and box["width"] > 300 and box["height"] > 100, box
