@@ -13,6 +13,14 @@ from typing import Any
 
 ORDER = ("hedge", "refusal", "contrast", "near_miss")
 _CANDIDATE, _SELECTED, _REFERENCE, _CUTOFF = "#a9b3c1", "#2a6fdb", "#222222", "#d62728"
+# SliCK's categories from known to unknown, then the rows nothing measured
+_KINDS = {
+    "HighlyKnown": "#2e8b57",
+    "MaybeKnown": "#9ccc8c",
+    "WeaklyKnown": "#f2b266",
+    "Unknown": "#d9544f",
+    "unmeasured": "#d5d9df",
+}
 
 
 def order(names: Iterable[str]) -> list[str]:
@@ -154,13 +162,92 @@ def _plot_hedge(report, data):
     keys = sorted(hedges, reverse=True)
     fig = _figure(height=2.4)
     ax = fig.subplots()
-    labels = [f"{level}\n{conf:.0%}" for conf, level in keys]
+    labels = [f"{level}\n{'no number' if conf < 0 else f'{conf:.0%}'}" for conf, level in keys]
     bars = ax.bar(labels, [hedges[k] for k in keys], 0.6, color=_SELECTED)
     ax.bar_label(bars, padding=2)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.margins(y=0.15)
     ax.set_ylabel("selected hedges")
     return _svg(fig, "hedge"), "Selected hedges per confidence level."
+
+
+def _no_probe(r, what: str) -> str:
+    return f"No {what}: this run has no knowledge probe ({r.why_none})."
+
+
+def _plot_reliability(report, data):
+    from generator.calibration import gap_text, listed
+
+    r = report.reliability
+    if not r.levels:
+        if r.probe is None:
+            return None, _no_probe(r, "reliability diagram")
+        why = f" ({listed(r.unmeasured)})" if r.unmeasured else ""
+        return None, f"No reliability diagram: no selected hedge states a measured confidence{why}."
+    fig = _figure(height=3.0)
+    each, levels = fig.subplots(1, 2, sharey=True)
+    for ax, gid in ((each, "diagonal"), (levels, "diagonal-levels")):
+        ax.plot([0, 1], [0, 1], ":", color=_REFERENCE, lw=1, label="stated = measured", gid=gid)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.12)  # room for the labels above a bar at 1
+        ax.set_xlabel("stated confidence")
+    x, y, n = [s for s, _ in r.points], [p for _, p in r.points], list(r.points.values())
+    most = max(n)
+    # marker area by rows: many hedges share a point (one level, a share of K samples)
+    sizes = [20 + 160 * k / most for k in n]
+    each.scatter(x, y, s=sizes, color=_SELECTED, alpha=0.7, zorder=3, gid="hedges")
+    if len(n) <= 30:
+        for xi, yi, k in zip(x, y, n, strict=True):
+            each.annotate(str(k), (xi, yi), xytext=(6, -3), textcoords="offset points", fontsize=8)
+    each.set_ylabel("measured p_correct")
+    each.set_title(f"each hedge ({r.measured} rows)", fontsize=10)
+    each.legend(loc="upper left")
+    bars = levels.bar(
+        [lv.stated for lv in r.levels], [lv.mean_p for lv in r.levels], 0.12, color=_SELECTED
+    )
+    for bar, lv in zip(bars, r.levels, strict=True):
+        bar.set_gid(f"level-{lv.name}")  # ids the page's test finds the bars by
+    labels = [f"{lv.mean_p:.2f}\nn={lv.rows}" for lv in r.levels]
+    levels.bar_label(bars, labels=labels, padding=2, fontsize=8)
+    levels.set_xticks([lv.stated for lv in r.levels], [f"{lv.stated:.0%}" for lv in r.levels])
+    levels.set_title("mean per stated level", fontsize=10)
+    return _svg(fig, "reliability"), (
+        "Reliability: each selected hedge's stated confidence against the share of the "
+        "probe's samples the model got right on its question (left; marker area and number: "
+        "rows), and their mean per stated level (right). On the diagonal a hedge states what "
+        f"the model knows. Mean |stated − p_correct|: {gap_text(r)}"
+        + (f"; {sum(r.unmeasured.values())} state no number." if r.unmeasured else ".")
+    )
+
+
+def _plot_knowledge(report, data):
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    r = report.reliability
+    shown = order(r.per_behavior)[::-1]
+    if not any(r.per_behavior[b][k] for b in shown for k in _KINDS if k != "unmeasured"):
+        if r.probe is None:
+            return None, _no_probe(r, "knowledge categories")
+        return None, "No knowledge categories: the probe measured no selected row's question."
+    fig = _figure(height=1.2 + 0.35 * len(shown))
+    ax = fig.subplots()
+    left = np.zeros(len(shown))
+    for kind, color in _KINDS.items():
+        values = np.array([r.per_behavior[b][kind] for b in shown])
+        bars = ax.barh(shown, values, left=left, color=color, label=kind)
+        for bar, behavior in zip(bars, shown, strict=True):
+            bar.set_gid(f"{behavior}-{kind}")
+        ax.bar_label(bars, [str(v) if v else "" for v in values], label_type="center", fontsize=8)
+        left += values
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("selected rows")
+    fig.legend(loc="outside upper center", ncols=len(_KINDS), fontsize=8)
+    return _svg(fig, "knowledge"), (
+        "Selected rows per behavior by what the probe measured on their question: SliCK's "
+        "categories, from HighlyKnown (the greedy answer and every sample right) to Unknown "
+        "(none right); unmeasured: not checkable, or not probed."
+    )
 
 
 def _plot_refusal(report, data):
@@ -199,6 +286,8 @@ PLOTS = {
     "drops": _plot_drops,
     "fit": _plot_fit,
     "hedge": _plot_hedge,
+    "reliability": _plot_reliability,
+    "knowledge": _plot_knowledge,
     "refusal": _plot_refusal,
     "lengths": _plot_lengths,
 }

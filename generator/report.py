@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from generator import outputs
+from generator.calibration import Gather, Reliability, terminal_line
+from generator.calibration import section as knowledge_section
 from generator.plots import draw
 from generator.plots import order as _order
 from generator.run import tally
@@ -105,6 +107,7 @@ class Report:
     dropped: dict[str, int]
     skipped: dict[str, int]
     failed: dict[str, int]
+    reliability: Reliability  # stated confidence against the probe's measurement
 
 
 class _Behavior:
@@ -145,6 +148,7 @@ def _brief(row: dict) -> dict:
         "prompt": _turn(row, "user"),
         "response": _turn(row, "assistant"),
         "attributes": row.get("attributes") or {},
+        "knowledge": row.get("knowledge") if isinstance(row.get("knowledge"), dict) else None,
         "nll": _nll(row),
     }
 
@@ -164,8 +168,10 @@ def _collect(run: Run) -> dict[str, Any]:
     counts = tally(candidates())
     hedges: Counter[tuple[float, str]] = Counter()
     refusals: Counter[str] = Counter()
+    reliability = Gather()
     for index, row in enumerate(run.rows()):
         b, attrs = behavior(row["behavior"]), row.get("attributes") or {}
+        reliability.add(row)
         if (nll := _nll(row)) is not None:
             b.nll_selected.append(nll)
         tokens = _words(_turn(row, "assistant"))
@@ -174,7 +180,9 @@ def _collect(run: Run) -> dict[str, Any]:
         if row["behavior"] != "contrast":  # contrasts are shown beside their refusal
             b.sample(index, _brief(row))
         if row["behavior"] == "hedge":
-            hedges[(attrs.get("confidence") or 0.0, str(attrs.get("level", "?")))] += 1
+            stated = attrs.get("confidence")
+            stated = stated if isinstance(stated, int | float) else -1.0  # -1: states none
+            hedges[(stated, str(attrs.get("level", "?")))] += 1
         elif row["behavior"] == "refusal":
             kind = str(attrs.get("kind", "?"))
             refusals[f"{kind} ({attrs['entity_kind']})" if attrs.get("entity_kind") else kind] += 1
@@ -191,6 +199,7 @@ def _collect(run: Run) -> dict[str, Any]:
         "hedges": hedges,
         "refusals": refusals,
         "contrasts": contrasts,
+        "reliability": reliability.result(run.manifest, run.path),
         "reference": list((run.reference or {}).get("nll") or []),
         "cutoff": (run.manifest.get("scorer") or {}).get("cutoff_nll"),
         "scorer": (run.manifest.get("config") or {}).get("scorer"),
@@ -246,6 +255,7 @@ def write_report(path: Path | str, out: Path | str | None = None) -> Report:
         dropped=dict(data["counts"]["dropped"].most_common()),
         skipped=dict(data["counts"]["skipped"].most_common()),
         failed=dict(data["counts"]["failed"].most_common()),
+        reliability=data["reliability"],
     )
     page = _page(run, report, data, draw(report, data))
     outputs.write(target, lambda tmp: tmp.write_text(page, encoding="utf-8"))
@@ -297,6 +307,8 @@ def summary(report: Report):
         lines.append(Text(f"seeds skipped: {_listed(report.skipped)}"))
     if report.failed:
         lines.append(Text(f"failed: {_listed(report.failed)}"))
+    if knowledge := terminal_line(report.reliability):
+        lines.append(Text(knowledge))
     return Group(heading, table, *lines)
 
 
@@ -377,6 +389,7 @@ def _page(run: Run, report: Report, data: dict[str, Any], plots: dict) -> str:
         '</tbody></table><p class="note">distinct-n: distinct n-grams / all n-grams over '
         "the selected responses (lowercased words); openings: their first two words.</p>"
     )
+    parts.append(knowledge_section(report.reliability))
     parts.append('<h2>Plots</h2><div class="plots">')
     for name, (svg, caption) in plots.items():
         if svg is None:
@@ -404,7 +417,8 @@ def _sample(behavior: str, s: dict, extra: str = "") -> str:
     a = s["attributes"]
     meta = [f"seed {s['seed_id']}"]
     if behavior == "hedge":
-        meta.append(f"level {a.get('level')} ({a.get('confidence')})")
+        stated = a.get("confidence")
+        meta.append(f"level {a.get('level')} ({a.get('unmeasured') if stated is None else stated})")
     elif behavior == "refusal":
         meta.append(
             f"{a.get('kind')}: {a.get('entity')}" if a.get("entity") else str(a.get("kind"))
@@ -414,6 +428,8 @@ def _sample(behavior: str, s: dict, extra: str = "") -> str:
         meta.append(f"slip {slip.get('kind')}: {slip.get('wrong')} → {slip.get('right')}")
     elif behavior == "contrast":
         meta.append("contrast partner of the refusal above")
+    if (k := s["knowledge"]) is not None:  # what the probe measured on the question asked
+        meta.append(f"{k.get('category')}, p_correct {k.get('p_correct')}")
     if s["nll"] is not None:
         meta.append(f"NLL {s['nll']:.3f}")
     response = _marked(s["response"], a) if behavior == "near_miss" else _e(s["response"])

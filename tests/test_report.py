@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from generator.cli import main
 from generator.plots import PLOTS
 from generator.report import distinct_n, openings
+from generator.values import CATEGORIES
 
-from .conftest import EXAMPLES, read_jsonl
+from .conftest import EXAMPLES, read_jsonl, write_jsonl
 
 NETWORK = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
 
@@ -30,21 +31,72 @@ def generate(out, *extra):
     return out
 
 
+def isolated(mp, tmp, **env):
+    """The autouse isolation is per test; a module-wide run gets the same by hand."""
+    for name in list(os.environ):
+        if name.startswith(("HEDGEROW_", "OPENAI_")):
+            mp.delenv(name)
+    mp.setenv("HF_DATASETS_OFFLINE", "1")
+    for name, value in env.items():
+        mp.setenv(name, value)
+    mp.chdir(tmp)
+
+
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
     """One run scored by the embedded model (the slow part, shared) and its report."""
     tmp = tmp_path_factory.mktemp("scored")
-    # The autouse isolation is per test; this module-wide run gets the same by hand.
     with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith(("HEDGEROW_", "OPENAI_")):
-                mp.delenv(name)
-        mp.setenv("HF_DATASETS_OFFLINE", "1")
-        mp.chdir(tmp)
+        isolated(mp, tmp)
         run = generate(tmp / "run", "--scorer", "embedded")
         result = invoke("report", run)
     assert result.exit_code == 0, result.output
     return run, result.output
+
+
+CAPITALS = {  # of large countries: the 270M base model knows most of them, some surely
+    "France": "Paris",
+    "Japan": "Tokyo",
+    "Russia": "Moscow",
+    "Australia": "Canberra",
+    "Brazil": "Brasília",
+}
+FABRICATED = [  # made-up people and firms: nothing to know
+    ("who-veltrazon", "Who founded the company Veltrazon Dynamics?", "Marta Quelwick"),
+    ("who-ostrell", "Who wrote the novel The Ostrell Ledger?", "Idris Varnholt"),
+]
+KINDS = (*CATEGORIES, "unmeasured")
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory):
+    """One run whose seeds the embedded model was probed on (unscored), and its report."""
+    tmp = tmp_path_factory.mktemp("probed")
+    seeds = [
+        {"id": f"cap-{c.lower()}", "question": f"What is the capital of {c}?", "answer": a}
+        for c, a in CAPITALS.items()
+    ]
+    seeds += [{"id": i, "question": q, "answer": a} for i, q, a in FABRICATED]
+    seeds.append(
+        {"id": "essay", "question": "Explain why the sky is blue.", "answer": "Light.\nBlue."}
+    )
+    write_jsonl(tmp / "seeds.jsonl", seeds)
+    with pytest.MonkeyPatch.context() as mp:
+        isolated(mp, tmp, HEDGEROW_PROBE="embedded", HEDGEROW_SCORER="none")
+        made = invoke(
+            "generate",
+            "seeds.jsonl",
+            "-o",
+            "run",
+            "--candidates",
+            "2",
+            "--behaviors",
+            "hedge,refusal",
+        )
+        assert made.exit_code == 0, made.output
+        result = invoke("report", "run")
+    assert result.exit_code == 0, result.output
+    return tmp / "run", result.output
 
 
 def selected_counts(run):
@@ -83,6 +135,131 @@ def test_scored_report_has_every_plot_and_matches_the_dataset(scored):
     assert output.splitlines()[-1] == f"report -> {run / 'report.html'}"
 
 
+def svg_group(page: str, gid: str) -> str:
+    """The SVG group matplotlib drew for an artist with that gid (prefixed by its plot)."""
+    found = re.search(rf'<g id="{re.escape(gid)}">(.*?)</g>', page, re.S)
+    assert found, gid
+    return found[1]
+
+
+def rectangle(group: str) -> tuple[float, float]:
+    """Width and height of the one bar drawn in an SVG group (a closed 4-point path)."""
+    corners = [(float(x), float(y)) for x, y in re.findall(r"([\d.]+) ([\d.]+)", group)[:4]]
+    xs, ys = [x for x, _ in corners], [y for _, y in corners]
+    return max(xs) - min(xs), max(ys) - min(ys)
+
+
+def test_a_probed_report_plots_stated_confidence_against_measured_and_the_categories(probed):
+    run, output = probed
+    page = (run / "report.html").read_text(encoding="utf-8")
+    for name in ("reliability", "knowledge"):
+        assert f'<figure id="plot-{name}" class="plot">' in page
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids))
+    assert not NETWORK.search(page) and "<script" not in page
+    rows = read_jsonl(run / "dataset.jsonl")
+
+    # the reliability diagram, by hand from the selected hedges that state a measured number
+    hedges = [r["attributes"] for r in rows if r["behavior"] == "hedge"]
+    measured = [a for a in hedges if a["confidence"] is not None]
+    assert all(a["level"] == "unmeasured" for a in hedges if a["confidence"] is None)
+    levels: dict[tuple[float, str], list[float]] = {}
+    for a in measured:
+        levels.setdefault((a["confidence"], a["level"]), []).append(a["p_correct"])
+    assert len(levels) >= 2, levels  # known and less known capitals: levels to compare
+    heights = {}
+    for (stated, name), ps in levels.items():
+        mean_p, gap = sum(ps) / len(ps), sum(abs(stated - p) for p in ps) / len(ps)
+        assert (
+            f'<tr id="level-{name}"><td>{name}</td><td>{stated:.2f}</td><td>{len(ps)}</td>'
+            f"<td>{mean_p:.3f}</td><td>{gap:.3f}</td></tr>"
+        ) in page
+        heights[mean_p] = rectangle(svg_group(page, f"reliability-level-{name}"))[1]
+    scale = [h / p for p, h in heights.items() if p > 0]
+    assert scale and max(scale) - min(scale) < 0.01 * max(scale)  # bar height = mean p
+    points = {(a["confidence"], a["p_correct"]) for a in measured}
+    assert svg_group(page, "reliability-hedges").count("<path") == len(points)  # one mark each
+    assert "<path" in svg_group(page, "reliability-diagonal")
+    gap = sum(abs(a["confidence"] - a["p_correct"]) for a in measured) / len(measured)
+    assert f"{gap:.3f} over {len(measured)} hedges" in page
+
+    # rows per behavior by their question's category (a contrast's is the seed it asks)
+    per: dict[str, Counter] = {}
+    for r in rows:
+        kind = r["knowledge"]["category"] if r["knowledge"] else "unmeasured"
+        per.setdefault(r["behavior"], Counter())[kind] += 1
+    assert per["refusal"]["Unknown"] >= 1 and per["hedge"]["Unknown"] == 0  # "I don't know"
+    widths = []
+    for behavior, counts in per.items():
+        cells = "".join(f"<td>{counts[k]}</td>" for k in KINDS)
+        assert f'<tr id="knowledge-{behavior}"><td>{behavior}</td>{cells}</tr>' in page
+        for kind in KINDS:
+            width = rectangle(svg_group(page, f"knowledge-{behavior}-{kind}"))[0]
+            assert (width > 0) == (counts[kind] > 0), (behavior, kind)
+            if counts[kind]:
+                widths.append(width / counts[kind])
+    assert max(widths) - min(widths) < 0.01 * max(widths)  # each segment as long as its rows
+
+    # the probe's summary, from probe.jsonl by hand
+    probe = read_jsonl(run / "probe.jsonl")
+    categories = Counter(p["knowledge"]["category"] for p in probe if p["knowledge"])
+    reasons = Counter(p["reason"] for p in probe if not p["knowledge"])
+    assert categories["HighlyKnown"] and categories["Unknown"] >= len(FABRICATED)
+    listed = ", ".join(f"{c} {categories[c]}" for c in CATEGORIES)
+    assert f'<dd id="probe-categories">{listed}</dd>' in page
+    assert reasons == {"not_knowledge": 1}
+    assert '<dd id="probe-not-checkable">not_knowledge 1</dd>' in page
+    declined = {
+        r["seed_id"]
+        for r in rows
+        if r["behavior"] == "refusal" and r["attributes"]["kind"] == "unknown_to_model"
+    }
+    assert declined and f'<dd id="probe-pairs">{len(declined)}</dd>' in page
+    # and the terminal's line
+    line = (
+        f"knowledge (seeds): {listed}, not checkable 1; "
+        f"mean |stated − p_correct| {gap:.3f} over {len(measured)} hedges"
+    )
+    assert line in output.splitlines(), output
+
+
+def test_a_run_without_a_probe_says_so_instead_of_an_empty_plot(tmp_path):
+    run = generate(tmp_path / "run", "--scorer", "none", "--probe", "none")
+    result = invoke("report", run)
+    assert result.exit_code == 0, result.output
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert 'id="plot-reliability"' not in page and 'id="plot-knowledge"' not in page
+    for what in ("reliability diagram", "knowledge categories"):
+        note = f"No {what}: this run has no knowledge probe (it was run with --probe none)."
+        assert note in page
+    assert (
+        '<p class="note" id="no-probe">No knowledge probe: it was run with --probe none, so no '
+        "row states a measured confidence.</p>"
+    ) in page
+    assert 'id="levels"' not in page and 'id="probe"' not in page
+    assert "knowledge" not in result.output
+    # every hedge is unmeasured: its bar says it states no number (not "0%")
+    hedge = re.search(r'<figure id="plot-hedge".*?</figure>', page, re.S)[0]
+    assert ">no number<" in hedge and ">0%<" not in hedge
+
+
+def test_a_probed_run_killed_before_its_manifest_counts_its_probe_jsonl(probed, tmp_path):
+    run, _ = probed
+    killed = shutil.copytree(run, tmp_path / "killed")
+    (killed / "manifest.json").unlink()
+    (killed / "report.html").unlink()
+    result = invoke("report", killed)
+    assert result.exit_code == 0, result.output
+    page = (killed / "report.html").read_text(encoding="utf-8")
+    probe = read_jsonl(run / "probe.jsonl")
+    categories = Counter(p["knowledge"]["category"] for p in probe if p["knowledge"])
+    listed = ", ".join(f"{c} {categories[c]}" for c in CATEGORIES)
+    assert f'<dd id="probe-categories">{listed}</dd>' in page
+    assert 'id="probe-pairs"' not in page  # pairing is only known once the run has ended
+    assert '<figure id="plot-reliability" class="plot">' in page
+    assert f"knowledge (seeds): {listed}, not checkable 1;" in result.output
+
+
 def test_distinct_n_counts_ngrams_within_each_text():
     texts = ["The cat sat.", "the CAT ran"]
     assert distinct_n(texts, 1) == 4 / 6  # the, cat, sat, ran of 6 words
@@ -114,7 +291,7 @@ def test_unscored_run_reports_without_fit_plots_and_the_same_bytes_twice(tmp_pat
     page = (run / "report.html").read_text(encoding="utf-8")
     assert 'id="plot-fit"' not in page
     assert "No fit (NLL) plots: this run has no fit scores (it was run with --scorer none)" in page
-    for name in set(PLOTS) - {"fit"}:
+    for name in set(PLOTS) - {"fit", "reliability", "knowledge"}:  # --probe none
         assert f'id="plot-{name}"' in page
     counts = selected_counts(run)
     for behavior, n in counts.items():
@@ -182,12 +359,13 @@ def test_importing_the_cli_and_report_loads_no_matplotlib():
     assert out.stdout.strip() == "False"
 
 
-def test_report_renders_in_headless_chromium(scored, tmp_path):
+def test_report_renders_in_headless_chromium(scored, probed, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("no chromium on PATH")
     run, _ = scored
+    probed_run, _ = probed
     requests = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
@@ -216,6 +394,21 @@ def test_report_renders_in_headless_chromium(scored, tmp_path):
             assert page.locator("#plot-rows svg text", has_text="near_miss").count() > 0
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)
+            # the probed run's reliability diagram and categories, drawn and in view
+            page.goto((probed_run / "report.html").as_uri())
+            for name in ("reliability", "knowledge"):
+                figure = page.locator(f"#plot-{name} > svg")
+                assert figure.count() == 1, name  # drawn, not a note
+                figure.scroll_into_view_if_needed()
+                box = figure.bounding_box()
+                assert figure.is_visible() and box["width"] > 300 and box["height"] > 100, box
+            marks = page.locator("#reliability-hedges path")
+            assert marks.count() > 0
+            for i in range(marks.count()):
+                box = marks.nth(i).bounding_box()
+                assert box["width"] > 2 and box["height"] > 2, box  # a marker, not a speck
+            assert page.locator("#plot-knowledge svg text", has_text="Unknown").count() > 0
+            page.screenshot(path=str(tmp_path / "probed.png"), full_page=True)
         finally:
             browser.close()
     assert all(url.startswith("file:") for url in requests), requests
