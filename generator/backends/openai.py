@@ -269,19 +269,28 @@ class OpenAIBackend:
 
     # -- the transport side ------------------------------------------------------------
 
-    async def complete(self, messages: list[dict], ask: Ask, sample: int) -> str | None:
-        """The reply text to `messages` (from the cache when it was asked before)."""
-        params = dict(self.params)
+    async def complete(
+        self,
+        messages: list[dict] | str,
+        ask: Ask | None,
+        sample: int,
+        params: dict[str, Any] | None = None,
+    ) -> str | None:
+        """The reply text to `messages` (from the cache when it was asked before); see
+        `plain` for a request without an `ask`."""
+        params = dict(self.params if params is None else params)
         # A per-sample seed: servers that honour it give reproducible samples.
         params["seed"] = int(short_hash(str(self.seed), str(sample)), 16) % (2**31)
-        key = request_key(self.settings.model, messages, {**params, "schema": ask.schema}, sample)
+        keyed = params if ask is None else {**params, "schema": ask.schema}
+        key = request_key(self.settings.model, messages, keyed, sample)
         self.stats.requests += 1
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is not None:
             self.stats.cached += 1
             return hit["content"]
         if self.dry_run:
-            self.stats.estimated_prompt_tokens += sum(len(m["content"]) for m in messages) // 4
+            text = [messages] if isinstance(messages, str) else [m["content"] for m in messages]
+            self.stats.estimated_prompt_tokens += sum(map(len, text)) // 4
             return None
         value = await self._send(messages, params, ask)
         self.stats.prompt_tokens += value["prompt_tokens"]
@@ -289,6 +298,15 @@ class OpenAIBackend:
         if self.cache is not None:
             self.cache.put(key, value)
         return value["content"]
+
+    async def plain(
+        self, request: list[dict] | str, params: dict[str, Any], sample: int = 0
+    ) -> str | None:
+        """The reply to a request that is not a generator's `Ask` (`hedgerow eval`): chat
+        messages, or a prompt string for `/completions` (a base model). No response format,
+        and `params` (temperature, max_tokens, stop) instead of llm.toml's; the same cache,
+        concurrency, throttle and retries, and `RequestFailed` when it gets no answer."""
+        return await self.complete(request, None, sample, params)
 
     def _setup(self) -> None:
         import openai
@@ -321,7 +339,9 @@ class OpenAIBackend:
             key=lambda r: (r.throttle.paused_until > now, r.throttle.in_flight / r.throttle.limit),
         )
 
-    async def _send(self, messages: list[dict], params: dict, ask: Ask) -> dict[str, Any]:
+    async def _send(
+        self, messages: list[dict] | str, params: dict, ask: Ask | None
+    ) -> dict[str, Any]:
         import openai
         from tenacity import AsyncRetrying, RetryError, retry_if_exception_type
 
@@ -358,9 +378,10 @@ class OpenAIBackend:
         except openai.APIStatusError as e:
             raise RequestFailed(self._describe(e)) from None
 
-    async def _attempt(self, messages: list[dict], params: dict, ask: Ask) -> dict[str, Any]:
+    async def _attempt(
+        self, messages: list[dict] | str, params: dict, ask: Ask | None
+    ) -> dict[str, Any]:
         import openai
-        from openai.types.chat import ChatCompletion
 
         replica = self._pick()
         await replica.throttle.acquire()
@@ -372,23 +393,17 @@ class OpenAIBackend:
                     # The SDK's documented raw `post` rather than `chat.completions.create`:
                     # the typed path re-walks every body (our JSON schemas included), which
                     # measured as half the client's CPU per request.
-                    response = await replica.client.post(
-                        "/chat/completions",
-                        cast_to=ChatCompletion,
-                        body={
-                            "model": self.settings.model,
-                            "messages": messages,
-                            **params,
-                            **_response_format(FORMATS[form], ask),
-                        },
+                    route, cast_to, body = _request(
+                        self.settings.model, messages, params, FORMATS[form], ask
                     )
+                    response = await replica.client.post(route, cast_to=cast_to, body=body)
                     break
                 except openai.APIStatusError as e:
                     # A server without (this form of) structured output: step down for
                     # this endpoint and ask again. (llama.cpp's server says so with a
                     # 500, others with 400 or 422.) Requests in flight meanwhile saw the
                     # same refusal: only the first steps down.
-                    if not _about_format(e) or form + 1 >= len(FORMATS):
+                    if ask is None or not _about_format(e) or form + 1 >= len(FORMATS):
                         raise
                     replica.format = max(replica.format, form + 1)
             self.stats.sent += 1
@@ -445,6 +460,22 @@ class OpenAIBackend:
         if self._replicas:
             await self._replicas[0].client.close()
         self._replicas = None
+
+
+def _request(
+    model: str, messages: list[dict] | str, params: dict, form: str, ask: Ask | None
+) -> tuple[str, Any, dict[str, Any]]:
+    """The route, reply type and body of one request: a chat completion (in the response
+    format `form` when it answers an `ask`), or a plain completion of a prompt string."""
+    from openai.types import Completion
+    from openai.types.chat import ChatCompletion
+
+    if isinstance(messages, str):
+        return "/completions", Completion, {"model": model, "prompt": messages, **params}
+    body = {"model": model, "messages": messages, **params}
+    if ask is not None:
+        body.update(_response_format(form, ask))
+    return "/chat/completions", ChatCompletion, body
 
 
 def _response_format(form: str, ask: Ask) -> dict[str, Any]:
@@ -535,8 +566,11 @@ def _reply_value(response: Any) -> dict[str, Any]:
     choices = getattr(response, "choices", None)
     if not choices:
         raise BadResponse(f"not a chat completion: {str(response)[:80]!r}")
-    message = choices[0].message
-    content = getattr(message, "content", None)
+    message = getattr(choices[0], "message", None)
+    if message is not None:
+        content = getattr(message, "content", None)
+    else:  # a plain completion (/completions) has its text on the choice
+        content = getattr(choices[0], "text", None)
     if content is None:
         raise BadResponse("a completion without message content")
     usage = getattr(response, "usage", None)
