@@ -64,9 +64,16 @@ def sample(
     return Sampled(texts[0], tuple(texts[1:]))
 
 
-def _answers(engine, prompt, temperatures, max_tokens, rng) -> list[str]:
+def greedy(engine, prompt: Sequence[int], max_tokens: int, stops: Sequence[str]) -> str:
+    """The greedy continuation of `prompt`, cut at the first of `stops` (which may allow
+    several lines, unlike `sample`'s answers): how `hedgerow eval` asks a base model."""
+    return _answers(engine, prompt, [0.0], max_tokens, None, tuple(stops))[0]
+
+
+def _answers(engine, prompt, temperatures, max_tokens, rng, stops=("\n",)) -> list[str]:
     L, np, memory = engine.L, engine.np, engine.memory
     n, width = len(prompt), len(temperatures)
+    ends = [stop.encode() for stop in stops]
     if n + max_tokens > engine.context:
         raise ScorerError(
             f"the probe's frame is {n} tokens, too long for the model's context of "
@@ -91,7 +98,7 @@ def _answers(engine, prompt, temperatures, max_tokens, rng) -> list[str]:
             if L.llama_vocab_is_eog(engine.vocab, token):
                 continue
             text[seq] += _piece(engine, token)
-            if b"\n" in text[seq] or len(tokens[seq]) >= max_tokens:
+            if any(stop in text[seq] for stop in ends) or len(tokens[seq]) >= max_tokens:
                 continue
             still.append(seq)
         live = still
@@ -103,4 +110,11 @@ def _answers(engine, prompt, temperatures, max_tokens, rng) -> list[str]:
             tokens[seq].append(_draw(np, rows[i], temperatures[seq], rng))
     for seq in range(1, width):
         L.llama_memory_seq_rm(memory, seq, -1, -1)
-    return [t.decode("utf-8", "replace").split("\n", 1)[0].strip() for t in text]
+    return [_cut(t.decode("utf-8", "replace"), stops) for t in text]
+
+
+def _cut(text: str, stops: Sequence[str]) -> str:
+    """`text` up to the first of `stops`, stripped."""
+    for stop in stops:
+        text = text.split(stop, 1)[0]
+    return text.strip()
