@@ -159,6 +159,38 @@ class ProbeBank(Bank):  # probe/probe.toml
     fallback: list[ProbeExemplar] = []
 
 
+class EvalExemplar(Bank):
+    question: Text
+    answer: Text
+    confidence: str = ""  # as the frame shows it ("80%"); "" shows none
+
+
+class EvalChat(Bank):
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
+    max_tokens: Annotated[int, Field(ge=1)] = 400
+
+
+class EvalFrame(Bank):
+    max_tokens: Annotated[int, Field(ge=1)] = 48
+    recovery_max_tokens: Annotated[int, Field(ge=1)] = 128
+    stops: Words
+
+
+class EvalBank(Bank):  # eval/eval.toml
+    chat: EvalChat
+    frame: EvalFrame
+    exemplars: list[EvalExemplar] = []
+    recovery_exemplars: list[EvalExemplar] = []
+
+
+class EvalConfidence(Bank):  # eval/confidence.toml
+    nouns: Words
+    adjectives: Words
+    percent_words: list[str] = []
+    levels: dict[str, Share] = {}
+    phrases: dict[str, Share] = {}
+
+
 SCHEMAS: dict[str, type[Bank]] = {
     "checks.toml": Checks,
     "llm.toml": Llm,
@@ -168,6 +200,8 @@ SCHEMAS: dict[str, type[Bank]] = {
     "refusal/kinds.toml": RefusalKinds,
     "refusal/phrases.toml": RefusalPhrases,
     "probe/probe.toml": ProbeBank,
+    "eval/eval.toml": EvalBank,
+    "eval/confidence.toml": EvalConfidence,
 }
 
 

@@ -682,6 +682,138 @@ def report(run, out):
     click.echo(f"report -> {result.path}")
 
 
+def _eval_option(*names, **kwargs):
+    """An eval option; its environment variable is HEDGEROW_EVAL_<FLAG> (the model under
+    test is not generate's --model)."""
+    long = next(n for n in names if n.startswith("--"))
+    kwargs.setdefault("envvar", "HEDGEROW_EVAL_" + long[2:].upper().replace("-", "_"))
+    return _option(*names, **kwargs)
+
+
+@main.command("eval")
+@click.argument("seeds", nargs=-1, type=click.Path(path_type=str))
+@_eval_option(
+    "--unanswerable",
+    multiple=True,
+    type=click.Path(path_type=str),
+    help="Questions with no true answer: SelfAware (question, answerable), XSTest (prompt, "
+    "type, label) or a question column. Repeatable.",
+)
+@_eval_option(
+    "--answerable",
+    multiple=True,
+    type=click.Path(path_type=str),
+    help="Answerable look-alikes: XSTest (prompt, type, label), SelfAware, or a question "
+    "column (with an answer column: knowledge questions). Repeatable.",
+)
+@_eval_option(
+    "--backend",
+    type=click.Choice(["local", "openai"]),
+    default="local",
+    show_default=True,
+    help="local: --model embedded or gguf:PATH, in-process; openai: an endpoint.",
+)
+@_eval_option("--model", help="embedded (default), gguf:PATH, or the endpoint's model name.")
+@_eval_option(
+    "--base-url",
+    "base_urls",
+    multiple=True,
+    help="OpenAI-compatible endpoint for --backend openai (key: OPENAI_API_KEY).",
+)
+@_eval_option(
+    "--api",
+    type=click.Choice(["chat", "completions"]),
+    default="chat",
+    show_default=True,
+    help="--backend openai: a chat model, or a base model's /completions (few-shot frame).",
+)
+@_eval_option("--concurrency", type=click.IntRange(min=1), help="Requests in flight (16).")
+@_eval_option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait for one answer before retrying it.",
+)
+@_eval_option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=6,
+    show_default=True,
+    help="Retries of a request after a 5xx, timeout or broken connection.",
+)
+@_eval_option(
+    "-o",
+    "--out",
+    help="Eval folder (default outputs/eval-<input>-<hash>); with "
+    "--compare, the page to write (default B/compare.html).",
+)
+@_eval_option(
+    "--limit", type=click.IntRange(min=1), help="Read only the first N rows of each input."
+)
+@_eval_option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@_eval_option(
+    "--prompts",
+    type=click.Path(file_okay=False, path_type=str),
+    help="Folder of templates overlaying the defaults (eval/*).",
+)
+@_eval_option("--prompt-column", help="Seeds: the prompt column (default: auto-detected).")
+@_eval_option("--response-column", help="Seeds: the reference column (default: auto).")
+@_eval_option("--overwrite", is_flag=True, help="Start the eval folder over.")
+@_eval_option(
+    "--compare",
+    nargs=2,
+    type=click.Path(file_okay=False, path_type=str),
+    metavar="A B",
+    help="Compare two eval folders (before and after fine-tuning) instead.",
+)
+@_errors
+def eval_(seeds, compare, overwrite, **options):
+    """Measure a model's curriculum-trap symptoms on held-back SEEDS (files, or run folders
+    whose unselected candidates are used): prudence, over-refusal, accuracy, calibration
+    (ECE, Brier, AUROC), hedging and recovery, each with a 95% interval."""
+    import os
+
+    from rich.console import Console
+
+    from generator import evaluate
+    from generator.evaluate.page import compare_summary, summary
+
+    if compare:
+        if seeds or options["unanswerable"] or options["answerable"]:
+            raise click.UsageError("--compare takes two eval folders and no SEEDS")
+        result = evaluate.compare(*compare, out=options["out"])
+        Console(highlight=False).print(compare_summary(result), soft_wrap=True)
+        click.echo(f"{result.common} questions asked of both; page -> {result.path}")
+        return
+    if not (seeds or options["unanswerable"] or options["answerable"]):
+        raise click.UsageError("give SEEDS, --unanswerable or --answerable files, or --compare A B")
+    config = evaluate.EvalConfig(
+        seeds=tuple(seeds),
+        unanswerable=tuple(options.pop("unanswerable")),
+        answerable=tuple(options.pop("answerable")),
+        base_urls=tuple(options.pop("base_urls")),
+        **options,
+    )
+    with _stoppable("every answer so far is kept"), _Bar("evaluating") as bar:
+        result = evaluate.evaluate(
+            config,
+            progress=bar,
+            command=["hedgerow", *sys.argv[1:]],
+            overwrite=overwrite,
+            api_key=os.environ.get("OPENAI_API_KEY") or None,
+        )
+    Console(highlight=False).print(summary(result), soft_wrap=True)
+    click.echo(f"{result.asked} asked, {result.reused} answered before -> {result.path}")
+    if result.failures:
+        click.echo(
+            f"  no answer to {sum(result.failures.values())} questions ("
+            + ", ".join(f"{k} {v}" for k, v in result.failures.items())
+            + "); run the same command again to ask them again",
+            err=True,
+        )
+
+
 @main.group()
 def templates():
     """See and customize the prompt templates and phrase banks."""

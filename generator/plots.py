@@ -56,20 +56,22 @@ def _barh(ax, labels: list[str], values: list[int], color: str) -> None:
     ax.set_xlabel("rows")
 
 
+STYLE = {  # every page's plots (report.html, eval.html)
+    "svg.fonttype": "none",  # text stays text: small files, selectable labels
+    "font.size": 10,
+    "font.family": "sans-serif",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+}
+
+
 def draw(report, data: dict[str, Any]) -> dict[str, tuple[str | None, str]]:
     """Each plot's inline SVG (None when it has no data) and its caption or note."""
     import matplotlib
 
     plots = {}
-    style = {
-        "svg.fonttype": "none",  # text stays text: small files, selectable labels
-        "font.size": 10,
-        "font.family": "sans-serif",
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "legend.frameon": False,
-    }
-    with matplotlib.rc_context(style):
+    with matplotlib.rc_context(STYLE):
         for name, draw in PLOTS.items():
             # A fixed salt per plot: the same run gives the same page, with unique ids.
             with matplotlib.rc_context({"svg.hashsalt": f"hedgerow-{name}"}):
