@@ -365,3 +365,9 @@ def test_an_i_dont_know_pair_exports_as_dpo_against_the_models_own_answer(probed
         rejected = [p["rejected"] for p in pairs if (p["prompt"], p["chosen"]) == (prompt, decline)]
         assert rejected == [probed[row["seed_id"]]["greedy"]]  # the model's own wrong answer
         assert not probed[row["seed_id"]]["knowledge"]["greedy_correct"]
+
+
+def test_a_short_money_answer_is_a_number_an_answer_can_equal(answers):
+    expected = answers.expected("What is the total of the bill?", "$9.00")
+    assert (expected.kind, expected.text, expected.number) == ("number", "9.00", 9.0)
+    assert answers.correct(expected, "The total is $9.")

@@ -104,7 +104,8 @@ class Answers:
             if fold(short, self.articles) in self.not_answers or not fold(short, self.articles):
                 return "not_a_fact"
             if re.fullmatch(r"\$?\s*" + _NUMBER.pattern, short):
-                return Expected("number", short.lstrip("$ ").replace(",", ""), to_number(short))
+                number = short.lstrip("$ ").replace(",", "")
+                return Expected("number", number, to_number(number))
             return Expected("span", short)
         if len(words) > self.bank.sentence_words or len(re.findall(r"[.!?](?:\s|$)", text)) > 2:
             return "long_form"
