@@ -140,7 +140,12 @@ class ChatAsker(Asker):
     def request(self, item: Item) -> Any:
         chat = self.framing.bank["chat"]
         params = {"temperature": chat["temperature"], "max_tokens": chat["max_tokens"]}
-        return {"messages": self.framing.messages(item), "params": params}
+        # the backend seeds each request from --seed: part of what decides the answer
+        return {
+            "messages": self.framing.messages(item),
+            "params": params,
+            "seed": self.backend.seed,
+        }
 
     async def ask(self, item: Item) -> Reply:
         from generator.backends.openai import RequestFailed
@@ -173,7 +178,7 @@ class CompletionAsker(ChatAsker):
             "max_tokens": self.framing.max_tokens(item),
             "stop": self.framing.stops,
         }
-        return {"prompt": self.framing.frame(item), "params": params}
+        return {"prompt": self.framing.frame(item), "params": params, "seed": self.backend.seed}
 
     async def ask(self, item: Item) -> Reply:
         from generator.backends.openai import RequestFailed

@@ -153,7 +153,7 @@ def from_seeds(sets: Sets, seeds: list[Seed], prompts: Prompts, run_seed: int) -
                     details={"seed_id": seed.id},
                 )
             )
-        elif not expected:
+        else:
             sets.skipped[f"{ANSWERABLE}:no_checkable_reference"] += 1
         rng = random.Random(f"eval\x1f{run_seed}\x1f{seed.id}\x1fnear_miss")
         traces = near_miss.offline(seed, generators.Context(prompts, rng), 1)
