@@ -401,6 +401,7 @@ def test_an_endpoint_that_is_down_is_one_line(tmp_path):
         tmp_path / "ev",
     )
     _one_line_error(result, "connection refused", "--base-url")
+    assert not (tmp_path / "ev").exists()  # nothing was answered: nothing is left behind
 
 
 def test_a_model_that_answers_nothing_usable_is_one_line(tmp_path):
@@ -424,36 +425,19 @@ def test_an_eval_folder_of_another_model_is_refused(tmp_path):
     data = seeds(tmp_path / "s.jsonl")
     with Policy(oracle) as server:
         assert against(server, data, tmp_path / "ev").exit_code == 0
-        other = invoke(
-            data,
-            "--backend",
-            "openai",
-            "--model",
-            "other",
-            "--base-url",
-            server.url,
-            "-o",
-            tmp_path / "ev",
-        )
-        _one_line_error(other, "another model", "--overwrite")
-        over = invoke(
-            data,
-            "--backend",
-            "openai",
-            "--model",
-            "other",
-            "--base-url",
-            server.url,
-            "-o",
-            tmp_path / "ev",
-            "--overwrite",
-        )
+        other = ["--backend", "openai", "--model", "other", "--base-url", server.url]
+        _one_line_error(invoke(data, *other, "-o", tmp_path / "ev"), "another model", "--overwrite")
+        over = invoke(data, *other, "-o", tmp_path / "ev", "--overwrite")
     assert over.exit_code == 0, over.output
     assert json.loads((tmp_path / "ev" / "eval.json").read_text())["model"]["model"] == "other"
 
 
 def test_eval_help_is_fast_and_env_is_eval_own(tmp_path):
-    code = "from generator.cli import main\ntry:\n    main(['eval', '--help'])\nexcept SystemExit:\n    pass\nimport sys\nprint('llama_cpp' in sys.modules, 'matplotlib' in sys.modules)\n"  # noqa: E501
+    code = (
+        "import sys\nfrom generator.cli import main\ntry:\n    main(['eval', '--help'])\n"
+        "except SystemExit:\n    pass\n"
+        "print('llama_cpp' in sys.modules, 'matplotlib' in sys.modules)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ}
     )

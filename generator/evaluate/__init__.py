@@ -161,7 +161,9 @@ def _fingerprint(config: EvalConfig, model: dict[str, Any], prompts: Prompts) ->
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _folder(config: EvalConfig, fingerprint: str, overwrite: bool) -> Path:
+def _folder(config: EvalConfig, fingerprint: str, overwrite: bool) -> tuple[Path, Path | None]:
+    """The eval folder, checked and made; and the highest folder this made (None if the
+    folder was there), to remove if the eval leaves nothing in it."""
     if config.out:
         path = Path(config.out)
     else:
@@ -184,11 +186,31 @@ def _folder(config: EvalConfig, fingerprint: str, overwrite: bool) -> Path:
         if overwrite:
             for name in _OURS:
                 (path / name).unlink(missing_ok=True)
+    made = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        made = folder
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"-o {path}: cannot make the folder ({e.strerror or e})") from None
-    return path
+    return path, made
+
+
+def _remove(path: Path, made: Path | None) -> None:
+    """An eval that got no answer leaves nothing behind: its files, and the folders it
+    made (only when they are empty then)."""
+    for name in (*_OURS, LOCK):
+        (path / name).unlink(missing_ok=True)
+    if made is not None:
+        for folder in (path, *path.parents):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            if folder == made:
+                break
 
 
 def _ours(name: str) -> bool:
@@ -241,13 +263,13 @@ def evaluate(
     asker = _asker(config, prompts, api_key)
     try:
         sets = build_sets(config, prompts)
-        path = _folder(config, _fingerprint(config, asker.model, prompts), overwrite)
+        items = sets.items
+        keys = {item.id: asker.key(item) for item in items}  # every template renders
+        path, made = _folder(config, _fingerprint(config, asker.model, prompts), overwrite)
         store = AnswerStore(path, asker.model)
     except BaseException:
         asyncio.run(asker.aclose())
         raise
-    items = sets.items
-    keys = {item.id: asker.key(item) for item in items}
     reused = sum(1 for item in items if store.get(keys[item.id]) is not None)
     try:
         asker.open(path)
@@ -259,6 +281,8 @@ def evaluate(
     causes = dict(Counter(failed.values()).most_common())
     texts = {item.id: store.get(keys[item.id]) for item in items}
     if all(text is None for text in texts.values()):
+        if not store.answers:
+            _remove(path, made)
         raise EndpointError(asker.failed_message(len(failed), causes))
     rows = [_row(item, texts[item.id], failed.get(item.id), verdicts) for item in items]
     result = EvalResult(
