@@ -730,7 +730,7 @@ def _eval_option(*names, **kwargs):
 @_eval_option("--concurrency", type=click.IntRange(min=1), help="Requests in flight (16).")
 @_eval_option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=_Finite(min=0, min_open=True),
     default=120.0,
     show_default=True,
     help="Seconds to wait for one answer before retrying it.",

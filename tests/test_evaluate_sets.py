@@ -121,9 +121,10 @@ def test_user_files_selfaware_xstest_and_plain(tmp_path, prompts):
         ("Lisbon\nConfidence: 75%", 0.75, "percent", "Lisbon"),
         ("Lisbon (confidence: 0.9)", 0.9, "probability", "Lisbon"),
         ("I am 80 percent sure it is Lisbon.", 0.8, "percent", "I am it is Lisbon."),
-        ("Lisbon.\nConfidence level: high", 0.8, "level", "Lisbon."),
-        ("I think it is Lisbon.", 0.65, "phrase", "I think it is Lisbon."),
-        ("I’m not sure, maybe Lisbon", 0.4, "phrase", "I’m not sure, maybe Lisbon"),
+        ("Lisbon.\nConfidence level: high", 0.75, "level", "Lisbon."),
+        ("I think it is Lisbon.", 0.55, "phrase", "I think it is Lisbon."),
+        ("I’m not sure, maybe Lisbon", 0.35, "phrase", "I’m not sure, maybe Lisbon"),
+        ("Lisbon. My confidence here is very high, around 95%.", 0.95, "percent", "Lisbon."),
         ("Probably Lisbon.\nConfidence: 60%", 0.6, "percent", "Probably Lisbon."),
         ("Lisbon", None, None, "Lisbon"),
         ("Water is 71% of the surface.", None, None, "Water is 71% of the surface."),
@@ -134,6 +135,19 @@ def test_user_files_selfaware_xstest_and_plain(tmp_path, prompts):
 def test_stated_confidence(prompts, text, confidence, how, answer):
     parse = Confidence(prompts).parse(text)
     assert (parse.confidence, parse.how, parse.answer) == (confidence, how, answer)
+
+
+def test_every_hedge_the_generator_writes_reads_back_at_its_level(prompts):
+    """What hedgerow trains a model to say, eval reads as the confidence it states."""
+    confidence = Confidence(prompts)
+    for level in prompts.bank("hedge/phrases.toml")["levels"]:
+        percent = round(level["confidence"] * 100)
+        for opener in level["openers"]:
+            assert confidence.parse(f"{opener} Lisbon.").confidence == level["confidence"], opener
+        for closer in level["closers"]:
+            said = prompts.phrase("hedge/phrases.toml", closer, percent=percent, level="")
+            parse = confidence.parse(f"Lisbon.\n{said}")
+            assert (parse.confidence, parse.answer) == (level["confidence"], "Lisbon."), said
 
 
 def _knowledge(reference: str, kind: str = "span") -> Item:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from generator import jsontext
+from generator import jsontext, outputs
 from generator.errors import ConfigError, EndpointError, InputError, RunFolderError
 from generator.evaluate import figures as _figures
 from generator.evaluate.ask import ANSWERS, LOCK, TEMPLATES, AnswerStore, Asker, Framing
@@ -170,12 +169,9 @@ def _folder(config: EvalConfig, fingerprint: str, overwrite: bool) -> tuple[Path
         first = (config.seeds or config.unanswerable or config.answerable or ("eval",))[0]
         stem = Path(first).name.split(".")[0] or "eval"
         path = Path("outputs") / f"eval-{stem}-{fingerprint[:8]}"
-    inputs = [Path(p).resolve() for p in (*config.seeds, *config.unanswerable, *config.answerable)]
-    where = path.resolve()
-    if any(where == p or where in p.parents or p in where.parents for p in inputs):
-        raise ConfigError(f"-o {path} would write among the inputs; choose another folder")
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"-o {path} is a file; name a folder for the eval")
+    outputs.check_target(
+        path, "run", inputs=[*config.seeds, *config.unanswerable, *config.answerable]
+    )
     if path.is_dir():
         foreign = sorted(p.name for p in path.iterdir() if not _ours(p.name))
         if foreign:
@@ -214,8 +210,12 @@ def _remove(path: Path, made: Path | None) -> None:
 
 
 def _ours(name: str) -> bool:
-    """A file an eval writes (a `.NAME.tmp` is one it was writing when it was killed)."""
-    return name in (*_OURS, LOCK) or (name.startswith(".") and name[1:-4] in _OURS)
+    """A file an eval writes (a `.NAME.tmp` or `.NAME.lock`: one it was writing when it was
+    killed)."""
+    stem, _, suffix = name[1:].rpartition(".")
+    return name in (*_OURS, LOCK) or (
+        name[:1] == "." and suffix in ("tmp", "lock") and stem in _OURS
+    )
 
 
 async def _ask_all(
@@ -347,16 +347,7 @@ def _row(item: Item, text: str | None, error: str | None, verdicts: Verdicts) ->
 
 def _write(target: Path, text: str) -> None:
     """Write one file whole (a reader never sees half of it)."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise RunFolderError(
-            f"{target}: cannot write it ({e.strerror or e}); free some space and run the "
-            "same command again (every answer is kept)"
-        ) from None
+    outputs.write(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------- compare
@@ -411,7 +402,8 @@ def compare(a: Path | str, b: Path | str, out: Path | str | None = None) -> Comp
         groups = sorted(set(fa.get("by") or {}) & set(fb.get("by") or {}))
         entry["by"] = {g: _figures.change(g, fa["by"], fb["by"], ia, ib) for g in groups}
         changes[name] = entry
-    target = Path(out) if out else Path(b) / COMPARE
+    read = [Path(a) / RESULT, Path(b) / RESULT]
+    target = outputs.check_target(Path(out) if out else Path(b) / COMPARE, inputs=read)
     common = len({i["id"] for i in ia} & {i["id"] for i in ib})
     comparison = Comparison(Path(a), Path(b), target, changes, common, (len(ia), len(ib)))
     _write(target, write_compare(comparison, da, db))

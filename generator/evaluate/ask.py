@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from generator import jsontext
+from generator import jsontext, outputs
 from generator.errors import RunFolderError
 from generator.evaluate.sets import RECOVERY, Item
 from generator.templates import Prompts
@@ -228,20 +228,10 @@ class AnswerStore:
     dropped when the store opens again (that question is simply asked again)."""
 
     def __init__(self, folder: Path, model: dict[str, Any], sync_seconds: float = 1.0):
-        import fcntl
-
         self.path = folder / ANSWERS
         self.sync_seconds = sync_seconds
         self.answers: dict[str, str] = {}
-        self._lock = (folder / LOCK).open("a")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise RunFolderError(
-                f"{folder}: another hedgerow eval is writing to it; wait for it to finish "
-                "or choose another -o folder"
-            ) from None
+        self._lock = outputs.Lock(folder / LOCK, folder).acquire()  # one eval per folder
         try:
             good = self._read(model)
             with self.path.open("ab") as fh:
@@ -250,8 +240,11 @@ class AnswerStore:
             if good == 0:
                 self._write({"model": model, "created": time.time()})
         except OSError as e:
-            self._lock.close()
-            raise RunFolderError(f"{self.path}: cannot write it ({e.strerror or e})") from None
+            self._lock.release()
+            raise outputs.write_error(self.path, e) from None
+        except BaseException:
+            self._lock.release()
+            raise
         self._synced = time.monotonic()
 
     def _read(self, model: dict[str, Any]) -> int:
@@ -268,7 +261,6 @@ class AnswerStore:
                 if not isinstance(row, dict):
                     break  # torn by a kill: asked again
                 if n == 0 and row.get("model") != model:
-                    self._lock.close()
                     raise RunFolderError(
                         f"{self.path.parent}: holds an eval of another model "
                         f"({_named(row.get('model'))}); choose another -o folder, or pass "
@@ -292,10 +284,7 @@ class AnswerStore:
             if time.monotonic() - self._synced >= self.sync_seconds:
                 self.sync()
         except OSError as e:
-            raise RunFolderError(
-                f"{self.path}: cannot write it ({e.strerror or e}); free some space and run "
-                "the same command again (the answers so far are kept)"
-            ) from None
+            raise outputs.write_error(self.path, e) from None
 
     def sync(self) -> None:
         self._fh.flush()
@@ -306,8 +295,7 @@ class AnswerStore:
         with contextlib.suppress(OSError, ValueError):
             self.sync()
             self._fh.close()
-        with contextlib.suppress(OSError):
-            self._lock.close()
+        self._lock.release()
 
 
 def _named(model: Any) -> str:

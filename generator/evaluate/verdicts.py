@@ -56,7 +56,7 @@ class Confidence:
         nouns, adjectives = _words(bank["nouns"]), _words(bank["adjectives"])
         words = _words(bank["percent_words"])
         pct = rf"{_NUMBER}\s*(?:%|(?:{words})\b)" if words else rf"{_NUMBER}\s*%"
-        gap = r"[\s:=\-–—(]*(?:(?:of|is|at|about|around|roughly|was|level)\s+)*"
+        gap = r"[^\d\n.!?;%]{0,40}?"  # "Confidence: ", "my confidence here is high, around "
         flags = re.IGNORECASE
         self.levels = {k.lower(): v for k, v in bank["levels"].items()}
         self.phrases = {" ".join(k.lower().split()): v for k, v in bank["phrases"].items()}
@@ -99,12 +99,23 @@ class Confidence:
         return number if 0 <= number <= 1 else None
 
 
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
+
+
 def _cut(text: str, start: int, end: int) -> str:
-    """`text` without [start, end), and without the brackets or line it leaves empty."""
-    left, right = text[:start], text[end:]
-    own_line = re.search(r"\n[ \t]*$", left) or re.match(r"[ \t]*\n", right)
-    left = re.sub(r"[\s(\[{,;:\-–—]*$", "", left)
-    right = re.sub(r"^[\s)\]}.,;:]*", "", right)
+    """`text` without the statement at [start, end): its whole sentence when one comes
+    before it ("Lisbon. I'm about 90% sure of this."), else only the statement and the
+    brackets it leaves empty ("Lisbon (confidence: 0.9)")."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, start)]
+    opening = ends[-1] if ends else 0
+    if text[:opening].strip():
+        close = _SENTENCE_END.search(text, end)
+        left, right = text[:opening], text[close.end() if close else len(text) :]
+    else:
+        left = re.sub(r"[\s(\[{,;:\-–—]*$", "", text[:start])
+        right = re.sub(r"^[\s)\]}.,;:]*", "", text[end:])
+    own_line = re.search(r"\n\s*$", left) or re.match(r"\s*\n", right)
+    left, right = left.strip(), right.strip()
     return (left + (("\n" if own_line else " ") if left and right else "") + right).strip()
 
 
