@@ -54,7 +54,7 @@ def test_seeds_give_twins_look_alikes_knowledge_and_cut_traces(prompts):
     cues = Cues.load(prompts)
     for trace in by[RECOVERY]:
         # cut right after the slip: the wrong number is there, no recovery yet
-        assert trace.prefix.rstrip().endswith(".")
+        assert trace.prefix.rstrip().endswith(".") and "<<" not in trace.prefix
         assert trace.details["wrong"] in trace.prefix.splitlines()[-1]
         assert not any(p.search(trace.prefix) for p in cues.recovery)
         assert trace.expected[0].kind == "number"

@@ -96,7 +96,7 @@ def _asker(config: EvalConfig, prompts: Prompts, api_key: str | None) -> Asker:
         kind = ChatAsker if config.api == "chat" else CompletionAsker
         return kind(framing, model, backend)
     if config.backend != "local":
-        raise ConfigError(f"--backend {config.backend}: use openai, or none for a local model")
+        raise ConfigError(f"--backend {config.backend}: use local or openai")
     for flag, value in (("--base-url", config.base_urls), ("--concurrency", config.concurrency)):
         if value:
             raise ConfigError(f"{flag} is for --backend openai; add --backend openai")
@@ -160,7 +160,7 @@ def _fingerprint(config: EvalConfig, model: dict[str, Any], prompts: Prompts) ->
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _folder(config: EvalConfig, fingerprint: str, overwrite: bool) -> tuple[Path, Path | None]:
+def _folder(config: EvalConfig, fingerprint: str) -> tuple[Path, Path | None]:
     """The eval folder, checked and made; and the highest folder this made (None if the
     folder was there), to remove if the eval leaves nothing in it."""
     if config.out:
@@ -179,9 +179,6 @@ def _folder(config: EvalConfig, fingerprint: str, overwrite: bool) -> tuple[Path
                 f"-o {path} holds files hedgerow eval did not write ({', '.join(foreign[:3])}); "
                 "choose a new or empty folder"
             )
-        if overwrite:
-            for name in _OURS:
-                (path / name).unlink(missing_ok=True)
     made = None
     for folder in (path, *path.parents):
         if folder.exists():
@@ -190,7 +187,7 @@ def _folder(config: EvalConfig, fingerprint: str, overwrite: bool) -> tuple[Path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"-o {path}: cannot make the folder ({e.strerror or e})") from None
+        raise outputs.write_error(path, e, "make the folder") from None
     return path, made
 
 
@@ -265,8 +262,8 @@ def evaluate(
         sets = build_sets(config, prompts)
         items = sets.items
         keys = {item.id: asker.key(item) for item in items}  # every template renders
-        path, made = _folder(config, _fingerprint(config, asker.model, prompts), overwrite)
-        store = AnswerStore(path, asker.model)
+        path, made = _folder(config, _fingerprint(config, asker.model, prompts))
+        store = AnswerStore(path, asker.model, start_over=_OURS if overwrite else ())
     except BaseException:
         asyncio.run(asker.aclose())
         raise

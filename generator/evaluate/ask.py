@@ -227,12 +227,22 @@ class AnswerStore:
     answers arrive and fsynced at least once a second. A line cut short by a kill is
     dropped when the store opens again (that question is simply asked again)."""
 
-    def __init__(self, folder: Path, model: dict[str, Any], sync_seconds: float = 1.0):
+    def __init__(
+        self,
+        folder: Path,
+        model: dict[str, Any],
+        start_over: tuple[str, ...] = (),
+        sync_seconds: float = 1.0,
+    ):
+        """Open the store (and lock the folder); `start_over` names the files of an earlier
+        eval to remove first (--overwrite)."""
         self.path = folder / ANSWERS
         self.sync_seconds = sync_seconds
         self.answers: dict[str, str] = {}
         self._lock = outputs.Lock(folder / LOCK, folder).acquire()  # one eval per folder
         try:
+            for name in start_over:
+                (folder / name).unlink(missing_ok=True)
             good = self._read(model)
             with self.path.open("ab") as fh:
                 fh.truncate(good)

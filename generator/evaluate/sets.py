@@ -106,7 +106,7 @@ def _expected(answers: Answers, question: str, references: list[str]) -> tuple[E
 def from_seeds(sets: Sets, seeds: list[Seed], prompts: Prompts, run_seed: int) -> None:
     """Items from held-back seeds: each fabricated twin and its look-alike, each
     checkable reference, and each near-miss cut after its slip."""
-    from generator import generators
+    from generator import annotations, generators
     from generator.corpus import CorpusWords
     from generator.export import unrecovered
 
@@ -160,11 +160,12 @@ def from_seeds(sets: Sets, seeds: list[Seed], prompts: Prompts, run_seed: int) -
         if isinstance(traces, Skip):
             sets.skipped[f"{RECOVERY}:{traces.reason}"] += 1
             continue
-        cut = unrecovered(traces[0].to_row())
+        trace = annotations.apply(traces[0], keep=False, spans=near_miss.spans)  # as trained
+        cut = unrecovered(trace.to_row())
         if not cut or not expected:
             sets.skipped[f"{RECOVERY}:no_checkable_final_answer"] += 1
             continue
-        slip = traces[0].attributes.get("slip") or {}
+        slip = trace.attributes.get("slip") or {}
         sets.add(
             Item(
                 RECOVERY,
