@@ -239,6 +239,22 @@ _TIMEOUT = _option(
     "work is kept).",
 )
 
+# generate, augment and score: how the knowledge probe asks
+_PROBE_SAMPLES = _option(
+    "--probe-samples",
+    type=click.IntRange(min=1, max=64),
+    default=10,
+    show_default=True,
+    help="Sampled answers per probed question (plus one greedy answer).",
+)
+_PROBE_TEMPERATURE = _option(
+    "--probe-temperature",
+    type=_Finite(0, 2),
+    default=1.0,
+    show_default=True,
+    help="Temperature of the probe's sampled answers.",
+)
+
 _RUN_OPTIONS = [
     _option(
         "--backend",
@@ -299,20 +315,8 @@ _RUN_OPTIONS = [
         "the model does not): embedded (the --scorer model when in-process, else the bundled "
         "one), gguf:PATH, openai:URL (a /v1/completions) or none.",
     ),
-    _option(
-        "--probe-samples",
-        type=click.IntRange(min=1, max=64),
-        default=10,
-        show_default=True,
-        help="Sampled answers per probed question (plus one greedy answer).",
-    ),
-    _option(
-        "--probe-temperature",
-        type=_Finite(0, 2),
-        default=1.0,
-        show_default=True,
-        help="Temperature of the probe's sampled answers.",
-    ),
+    _PROBE_SAMPLES,
+    _PROBE_TEMPERATURE,
     _option(
         "--fit-threshold",
         type=_Finite(0, 1),
@@ -561,8 +565,18 @@ def _print_request_failures(result) -> None:
     "--scorer",
     default="embedded",
     show_default=True,
-    help="Fit scorer: embedded, gguf:PATH or openai:URL.",
+    help="Fit scorer: embedded, gguf:PATH, openai:URL or none (with --probe: only probe).",
 )
+@_option(
+    "--probe",
+    default="none",
+    show_default=True,
+    help="Knowledge probe: what the model knows of each row's question (SliCK's "
+    "categories): embedded (the --scorer model when in-process, else the bundled one), "
+    "gguf:PATH, openai:URL (a /v1/completions) or none.",
+)
+@_PROBE_SAMPLES
+@_PROBE_TEMPERATURE
 @_option(
     "--prompts",
     type=click.Path(file_okay=False, path_type=str),
@@ -573,12 +587,14 @@ def _print_request_failures(result) -> None:
 @_option("--overwrite", is_flag=True, help="Score again over an existing output.")
 @_TIMEOUT
 @_errors
-def score(dataset, out, scorer, prompts, prompt_column, response_column, overwrite, timeout):
+def score(dataset, out, scorer, probe, probe_samples, probe_temperature, **options):
     """Fit-score every row of DATASET under a base model: each row comes back with `fit`
-    (nll in nats/token, lower is more natural; percentile among the dataset's rows)."""
+    (nll in nats/token, lower is more natural; percentile among the dataset's rows), and
+    with --probe its `knowledge` (what the model knows of the row's question)."""
     from generator.scoring.dataset import score_dataset
 
-    with _stoppable("scored rows are kept"), _Bar("scoring") as bar:
+    label = "scoring" if probe == "none" else "probing" if scorer == "none" else "scoring+probing"
+    with _stoppable("scored rows are kept"), _Bar(label) as bar:
 
         def progress(done: int, total: int) -> None:
             if bar.task is None:
@@ -590,18 +606,47 @@ def score(dataset, out, scorer, prompts, prompt_column, response_column, overwri
             dataset,
             out=out,
             scorer=scorer,
-            prompts=prompts,
-            prompt_column=prompt_column,
-            response_column=response_column,
-            overwrite=overwrite,
+            probe=probe,
+            probe_samples=probe_samples,
+            probe_temperature=probe_temperature,
             progress=progress,
-            timeout=timeout,
             say=bar.say,
+            **options,
         )
     where = str(result.path)
     if result.resumed_from:
         where += f" (resumed after {result.resumed_from} rows)"
     click.echo(f"{result.rows} rows -> {where}")
+    if result.knowledge is not None:
+        _print_knowledge(result)
+    if scorer != "none":
+        _print_fit(result)
+
+
+def _print_knowledge(result) -> None:
+    """Rows per SliCK category, the Unknown share named for what it teaches, and the rows
+    that could not be checked, by why; every share is of all rows."""
+
+    def share(n: int) -> str:
+        return f"{n / result.rows:>4.0%} ({n} {'row' if n == 1 else 'rows'})"
+
+    checkable = sum(result.knowledge.values())
+    click.echo(f"  knowledge of the model, {checkable} rows checked:")
+    for category, n in result.knowledge.items():
+        line = f"    {category:<13} {share(n)}"
+        if category == "Unknown":
+            line += (
+                ": examples the model does not know; fine-tuning on them teaches it to "
+                "make things up (SliCK)"
+            )
+        click.echo(line)
+    if result.not_checkable:
+        why = ", ".join(f"{reason} {n}" for reason, n in result.not_checkable.items())
+        unchecked = result.rows - checkable
+        click.echo(f"    {'not checkable':<13} {share(unchecked)}: {why}")
+
+
+def _print_fit(result) -> None:
     if result.failed:
         why = (result.failure or "").split("; ")[0]
         if result.mean_nll is None:

@@ -173,6 +173,9 @@ class Probe:
             frame_sha256=hashlib.sha256(frame.encode()).hexdigest()[:16],
         )
 
+    async def aclose(self) -> None:
+        await self.sampler.aclose()
+
 
 SPECS = "embedded, gguf:PATH, openai:URL or none"
 
