@@ -580,3 +580,42 @@ def test_same_final_answer_for_text_must_be_in_reference_and_after_the_recovery(
     recovery_end = only_before.index("The capital")
     assert not same_final_answer("Canberra", reference, only_before, recovery_end)
     assert same_final_answer("Canberra", reference, only_before, 0)
+
+
+def test_an_unknown_seed_asks_only_for_the_decline_and_pairs_it_with_its_known_partner():
+    from generator.generators.refusal import RefusalReply
+
+    partner = replace(
+        Seed.make("What is the capital of Italy?", "Rome", id="known"),
+        knowledge=Knowledge.measure(True, [True] * 9 + [False]),
+    )
+    unknown = replace(
+        Seed.make("Who painted the Ostrell Triptych?", "Idris Varnholt", id="lost"),
+        knowledge=Knowledge.measure(False, [False] * 10),
+        partner=partner,
+        model_answer="Leonardo da Vinci",
+    )
+    ask = one_ask(Refusal(PROMPTS), unknown)
+    assert ask.choices["kind"] == "unknown_to_model"
+    assert partner.prompt in ask.messages[1]["content"] and "Rome" in ask.messages[1]["content"]
+    reply = RefusalReply(
+        kind="unknown_to_model",
+        prompt="(anything)",
+        response="I don't know who painted it, and I'd rather not guess.",
+        contrast_prompt="(anything)",
+        contrast_response="(anything)",
+    )
+    refusal, contrast = Refusal(PROMPTS).parse(unknown, ask, reply, 0, MODEL)
+    assert (refusal.prompt, refusal.response) == (unknown.prompt, reply.response)
+    assert (contrast.prompt, contrast.response) == (partner.prompt, "Rome")
+    assert refusal.pair_id == contrast.pair_id and contrast.behavior == "contrast"
+    assert refusal.attributes["model_answer"] == "Leonardo da Vinci"
+    assert contrast.attributes["contrast_seed_id"] == "known"
+    assert refusal.provenance["model"] == MODEL
+    checker = Checker(PROMPTS)
+    assert checker.check(refusal, unknown.response) == []
+    denied = replace(refusal, response="I couldn't find any record of that painting.")
+    assert "unknown_declined_as_nonexistent" in checker.check(denied, unknown.response)
+    # no partner left: skipped, so refusal:contrast stays 1:1
+    alone = Refusal(PROMPTS).requests(replace(unknown, partner=None), random.Random(0))
+    assert isinstance(alone, Skip) and alone.reason == "unknown_without_partner"
