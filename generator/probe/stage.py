@@ -47,16 +47,20 @@ class KnowledgeStage:
         if self.probe is None:
             return
         self.store = store
-        todo = [s for s in seeds() if store is None or s.id not in store.done]
-        for i, seed in enumerate(todo):
+        unsynced = 0
+        for seed in seeds():  # streamed: memory does not grow with the input
+            if store is not None and seed.id in store.done:
+                continue  # probed before a kill: never asked twice
             if say:
-                say(f"probing the model's knowledge: {i}/{len(todo)} seeds")
+                say(f"probing the model's knowledge: {self.probed_now} seeds asked")
             probed = await self.probe.probe(seed)
             self.probed_now += probed.knowledge is not None  # a model was asked
             if store is not None:
                 store.add(probed)
-                if self.probed_now % SYNC_EVERY == 0:
+                unsynced += 1
+                if unsynced >= SYNC_EVERY:
                     store.sync()
+                    unsynced = 0
             else:  # a dry run keeps its verdicts in memory only
                 self._verdicts[seed.id] = probed
         if store is not None:
@@ -66,7 +70,11 @@ class KnowledgeStage:
         if self.pair:
             threshold = self.probe.answers.bank.partner_min_p
             # in input order (an augment run hands the seeds over shuffled)
-            order = sorted((s.index, s.id, s.prompt, self.knowledge(s)) for s in seeds())
+            order = sorted(  # the measured seeds only, and of each prompt only its form
+                (s.index, s.id, s.prompt[:200], k)
+                for s in seeds()
+                if (k := self.knowledge(s)) is not None
+            )
             known = partners(((i, p, k) for _, i, p, k in order), threshold)
             wanted = set(known.values())
             found = {s.id: s for s in seeds() if s.id in wanted}
