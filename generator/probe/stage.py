@@ -48,9 +48,12 @@ class KnowledgeStage:
             return
         self.store = store
         unsynced = 0
-        for seed in seeds():  # streamed: memory does not grow with the input
-            if store is not None and seed.id in store.done:
-                continue  # probed before a kill: never asked twice
+        measured = []  # (index, id, prompt's head, knowledge) of the measured seeds
+        for seed in seeds():  # streamed: memory grows with the verdicts, not the input
+            if store is not None and seed.id in store.done:  # probed before a kill
+                if (known := self.knowledge(seed)) is not None:
+                    measured.append((seed.index, seed.id, seed.prompt[:200], known))
+                continue  # never asked twice
             if say:
                 say(f"probing the model's knowledge: {self.probed_now} seeds asked")
             probed = await self.probe.probe(seed)
@@ -63,18 +66,15 @@ class KnowledgeStage:
                     unsynced = 0
             else:  # a dry run keeps its verdicts in memory only
                 self._verdicts[seed.id] = probed
+            if probed.knowledge is not None:
+                measured.append((seed.index, seed.id, seed.prompt[:200], probed.knowledge))
         if store is not None:
             store.sync()
         if say:
             say("")
         if self.pair:
             threshold = self.probe.answers.bank.partner_min_p
-            # in input order (an augment run hands the seeds over shuffled)
-            order = sorted(  # the measured seeds only, and of each prompt only its form
-                (s.index, s.id, s.prompt[:200], k)
-                for s in seeds()
-                if (k := self.knowledge(s)) is not None
-            )
+            order = sorted(measured)  # in input order: an augment run hands them shuffled
             known = partners(((i, p, k) for _, i, p, k in order), threshold)
             wanted = set(known.values())
             found = {s.id: s for s in seeds() if s.id in wanted}
