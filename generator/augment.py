@@ -28,12 +28,12 @@ from typing import Any
 
 from generator import generators, jsontext, outputs
 from generator.errors import ConfigError, InputError
+from generator.generators import default_mix, owner, quota_key
 from generator.io import OnError, Shape, detect_shape, iter_seeds, load_json, records
-from generator.run import RunConfig, RunResult, generate, quota_key
+from generator.run import RunConfig, RunResult, generate
 from generator.runfolder import Run
 from generator.templates import Prompts
 
-DEFAULT_MIX = "hedge=0.2,refusal=0.1,near_miss=0.1"
 _BOM = b"\xef\xbb\xbf"
 # The file names each input type may be written to.
 _SUFFIXES = {
@@ -70,7 +70,7 @@ def parse_mix(text: str) -> dict[str, float]:
             raise ConfigError(f"--mix: {key}={value} is negative or not finite; use 0 or more")
         mix[key] = share
     if not any(mix.values()):
-        raise ConfigError(f"--mix asks for no rows; give at least one share, e.g. {DEFAULT_MIX}")
+        raise ConfigError(f"--mix asks for no rows; give at least one share, e.g. {default_mix()}")
     return mix
 
 
@@ -81,7 +81,7 @@ def targets(mix: dict[str, float], rows: int, prompts: Prompts) -> dict[str, int
         per = gen.rows_per_seed()
         wanted = mix[gen.name] * rows
         # a pair is two rows: round to whole pairs
-        count = per * round(wanted / per) if gen.name == "refusal" else round(wanted)
+        count = per * round(wanted / per) if gen.partner else round(wanted)
         most = per * rows
         if count > most:
             raise ConfigError(
@@ -175,7 +175,7 @@ def _is_jsonl(path: Path) -> bool:
 
 
 def pick(rows: Iterable[dict[str, Any]], wanted: dict[str, int]) -> list[dict[str, Any]]:
-    """The first rows of each behavior up to its target; refusal pairs whole."""
+    """The first rows of each behavior up to its target; pairs whole."""
     taken: dict[str, int] = dict.fromkeys(wanted, 0)
     units: dict[str, list[dict]] = {}
     order: list[str] = []
@@ -189,7 +189,8 @@ def pick(rows: Iterable[dict[str, Any]], wanted: dict[str, int]) -> list[dict[st
         unit = units[key]
         quota = quota_key(unit[0]["behavior"])
         if quota in taken and taken[quota] + len(unit) <= wanted[quota]:
-            if quota == "refusal" and len(unit) != 2:
+            made_by = owner(quota)
+            if made_by is not None and made_by.partner and len(unit) != 2:
                 continue
             taken[quota] += len(unit)
             chosen.extend(unit)

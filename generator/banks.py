@@ -18,6 +18,7 @@ import datetime
 import difflib
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -42,14 +43,20 @@ Share = Annotated[float, Field(ge=0, le=1)]
 # --------------------------------------------------------------------------- the banks
 
 
-class Checks(Bank):  # checks.toml
+class Checks(Bank):  # checks.toml: the cues every behavior (and `hedgerow eval`) reads
     meta_talk: Words
     hedge: Words
     decline: Words
-    nonexistence: Words
     recovery: Words
-    hedge_min_overlap: Share = 0.5
     common_words: list[str] = []
+
+
+class HedgeChecks(Bank):  # hedge/checks.toml
+    hedge_min_overlap: Share = 0.5
+
+
+class RefusalChecks(Bank):  # refusal/checks.toml
+    nonexistence: Words
 
 
 class Llm(Bank):  # llm.toml
@@ -191,8 +198,10 @@ class EvalConfidence(Bank):  # eval/confidence.toml
     phrases: dict[str, Share] = {}
 
 
-SCHEMAS: dict[str, type[Bank]] = {
+_SHIPPED: dict[str, type[Bank]] = {
     "checks.toml": Checks,
+    "hedge/checks.toml": HedgeChecks,
+    "refusal/checks.toml": RefusalChecks,
     "llm.toml": Llm,
     "hedge/phrases.toml": HedgePhrases,
     "near_miss/phrases.toml": NearMissPhrases,
@@ -203,6 +212,28 @@ SCHEMAS: dict[str, type[Bank]] = {
     "eval/eval.toml": EvalBank,
     "eval/confidence.toml": EvalConfidence,
 }
+
+
+class _Schemas(Mapping):
+    """The shipped banks' schemas, and those the registered behaviors declare
+    (`Generator.schemas`): a behavior's module brings its banks' shapes with it."""
+
+    def _all(self) -> dict[str, type[Bank]]:
+        from generator import generators
+
+        return {**generators.schemas(), **_SHIPPED}
+
+    def __getitem__(self, name: str) -> type[Bank]:
+        return self._all()[name]
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+SCHEMAS: Mapping[str, type[Bank]] = _Schemas()
 
 
 # --------------------------------------------------------------------------- checking

@@ -19,7 +19,18 @@ import click
 from generator import __version__
 from generator.errors import HedgerowError
 
-BEHAVIORS = "hedge,refusal,near_miss"
+
+def _default_behaviors() -> str:
+    """The installed behaviors that run when none are named (the registry's defaults)."""
+    from generator.generators import defaults
+
+    return ",".join(defaults())
+
+
+def _default_mix() -> str:
+    from generator.generators import default_mix
+
+    return default_mix()
 
 
 def _errors(fn):
@@ -406,8 +417,8 @@ def _run_arguments(overwrite: bool) -> dict:
 )
 @_option(
     "--behaviors",
-    default=BEHAVIORS,
-    show_default=True,
+    default=_default_behaviors,
+    show_default="hedge,refusal,near_miss and installed plugins' defaults",
     help="Comma-separated behaviors to generate.",
 )
 @_run_options
@@ -439,8 +450,8 @@ def generate(seeds, behaviors, dry_run, **options):
 )
 @_option(
     "--mix",
-    default="hedge=0.2,refusal=0.1,near_miss=0.1",
-    show_default=True,
+    default=_default_mix,
+    show_default="hedge=0.2,refusal=0.1,near_miss=0.1 and installed plugins' defaults",
     help="Rows to add per behavior, as shares of the dataset's row count; a refusal and "
     "its contrast count as two rows.",
 )

@@ -24,17 +24,13 @@ from typing import Any
 from generator import jsontext, outputs
 from generator.errors import HedgerowError
 from generator.runfolder import Run, dumps
+from generator.values import turns as _turns
 
 FORMATS = ("openai", "alpaca", "sharegpt", "dpo", "hf")
 
 
 class ExportError(HedgerowError):
     """An export that cannot be written."""
-
-
-def _turns(row: dict[str, Any]) -> tuple[str, str]:
-    messages = row["messages"]
-    return messages[0]["content"], messages[-1]["content"]
 
 
 def openai_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -90,79 +86,36 @@ def hf_row(row: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- DPO
 
 
-def _swap(text: str, old: str | None, new: str | None) -> str:
-    return text.replace(old, new) if old and new and old in text else text
-
-
 def unrecovered(row: dict[str, Any]) -> str | None:
-    """A near-miss trace cut just before its recovery: the slip is made and left standing,
-    and the answer never arrives."""
-    _, response = _turns(row)
-    start = ((row.get("attributes") or {}).get("recovery") or {}).get("start")
-    if not isinstance(start, int) or start <= 0:
-        return None
-    return response[:start].rstrip() or None
+    """A near-miss trace cut just before its recovery (generator.generators.near_miss)."""
+    from generator.generators.near_miss import unrecovered
+
+    return unrecovered(row)
 
 
 def preference_pairs(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """DPO pairs from one run's selected rows (in file order, one seed's rows together).
 
-    - **refusal**: the refusal prompt; chosen is the honest decline; rejected is the
-      contrast's confident answer, with the real name put back as the made-up one where
-      the run recorded both (offline unknown-entity pairs: `attributes.replaced` and
-      `attributes.entity`), so it reads as a fabricated answer about something that does
-      not exist. For other kinds the contrast's answer is used as it is: it answers the
-      look-alike question as if it were this one. For an "I don't know" (kind
-      `unknown_to_model`: a question the probe found the model never gets right), rejected
-      is the model's own greedy answer to it, as the probe recorded it: the hallucination.
-    - **over_refusal**: the contrast prompt; chosen is its direct answer; rejected is the
-      decline (the made-up name swapped for the real one where recorded): refusing on the
-      wrong side of the boundary.
-    - **near_miss**: chosen is the recovered trace; rejected is the same trace cut just
-      before its recovery, so the slip stands and no answer follows (`unrecovered`).
-    - **hedge**: where the seed also has a near-miss, chosen is the seed's first hedged
-      variant (correct content at a stated confidence) and rejected is that near-miss's
-      unrecovered trace: an overconfident answer that is wrong. Seeds without a near-miss
-      give no hedge pair.
-
-    Pairs whose two sides are equal or empty are left out.
+    Each behavior makes its own (`Generator.preference_pairs`; the built-ins' are
+    described in the README): a refusal's decline over a confident answer and its
+    contrast's answer over declining it, a near-miss's recovered trace over the same trace
+    cut before its recovery, a hedge over a confidently wrong answer another behavior of
+    the seed offered (`Generator.wrong_answers`). Pairs whose two sides are equal or empty
+    are left out; rows of a behavior no installed generator owns give none.
     """
+    from generator import generators
+
+    known = generators.registry()
     for _, group in itertools.groupby(rows, key=lambda r: r["seed_id"]):
-        group = list(group)
-        pairs: dict[str, dict[str, dict]] = {}
+        by: dict[str, list[dict]] = {}
         for row in group:
-            if row["behavior"] in ("refusal", "contrast") and row.get("pair_id"):
-                pairs.setdefault(row["pair_id"], {})[row["behavior"]] = row
-        made = []
-        for pair in pairs.values():
-            if len(pair) != 2:
-                continue
-            refusal, contrast = pair["refusal"], pair["contrast"]
-            attrs = refusal.get("attributes") or {}
-            r_prompt, decline = _turns(refusal)
-            c_prompt, answer = _turns(contrast)
-            if attrs.get("kind") == "unknown_to_model":
-                # "I don't know" over the model's own wrong answer; the known question's
-                # answer over declining it
-                made.append(("refusal", r_prompt, decline, attrs.get("model_answer") or ""))
-                made.append(("over_refusal", c_prompt, answer, decline))
-                continue
-            fake, real = attrs.get("entity"), attrs.get("replaced")
-            made.append(("refusal", r_prompt, decline, _swap(answer, real, fake)))
-            made.append(("over_refusal", c_prompt, answer, _swap(decline, fake, real)))
-        wrong = None
-        for row in group:
-            if row["behavior"] == "near_miss" and (cut := unrecovered(row)):
-                prompt, trace = _turns(row)
-                made.append(("near_miss", prompt, trace, cut))
-                wrong = wrong or cut
-        hedge = next((r for r in group if r["behavior"] == "hedge"), None)
-        if hedge is not None and wrong is not None:
-            prompt, hedged = _turns(hedge)
-            made.append(("hedge", prompt, hedged, wrong))
-        for kind, prompt, chosen, rejected in made:
-            if chosen.strip() and rejected.strip() and chosen.strip() != rejected.strip():
-                yield {"kind": kind, "prompt": prompt, "chosen": chosen, "rejected": rejected}
+            if (cls := generators.owner(row["behavior"])) is not None:
+                by.setdefault(cls.name, []).append(row)
+        wrong = [w for name, own in by.items() for w in known[name].wrong_answers(own)]
+        for name, own in by.items():
+            for kind, prompt, chosen, rejected in known[name].preference_pairs(own, wrong):
+                if chosen.strip() and rejected.strip() and chosen.strip() != rejected.strip():
+                    yield {"kind": kind, "prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
 # --------------------------------------------------------------------------- writing

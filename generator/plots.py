@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-ORDER = ("hedge", "refusal", "contrast", "near_miss")
 _CANDIDATE, _SELECTED, _REFERENCE, _CUTOFF = "#a9b3c1", "#2a6fdb", "#222222", "#d62728"
 # SliCK's categories from known to unknown, then the rows nothing measured
 _KINDS = {
@@ -24,9 +23,13 @@ _KINDS = {
 
 
 def order(names: Iterable[str]) -> list[str]:
-    """Behaviors in the page's order: the known ones first, then any others by name."""
-    rank = {name: i for i, name in enumerate(ORDER)}
-    return sorted(set(names), key=lambda b: (rank.get(b, len(ORDER)), b))
+    """Behaviors in the page's order: the registry's (each owner, then its partner),
+    then any others by name."""
+    from generator import generators
+
+    known = [b for cls in generators.registry().values() for b in cls.behaviors()]
+    rank = {name: i for i, name in enumerate(known)}
+    return sorted(set(names), key=lambda b: (rank.get(b, len(known)), b))
 
 
 def _figure(rows: float = 1.0, width: float = 6.4, height: float = 2.8):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from generator import outputs
+from generator import generators, outputs
 from generator.calibration import Gather, Reliability, terminal_line
 from generator.calibration import section as knowledge_section
 from generator.plots import draw
@@ -166,6 +166,8 @@ def _collect(run: Run) -> dict[str, Any]:
             yield row
 
     counts = tally(candidates())
+    # partner behavior -> its owner (a contrast -> refusal), from the installed behaviors
+    partner_of = {cls.partner: cls.name for cls in generators.registry().values() if cls.partner}
     hedges: Counter[tuple[float, str]] = Counter()
     refusals: Counter[str] = Counter()
     reliability = Gather()
@@ -177,7 +179,7 @@ def _collect(run: Run) -> dict[str, Any]:
         tokens = _words(_turn(row, "assistant"))
         b.lengths.append(len(tokens))
         b.diversity.add(tokens)
-        if row["behavior"] != "contrast":  # contrasts are shown beside their refusal
+        if row["behavior"] not in partner_of:  # a partner is shown beside its owner's row
             b.sample(index, _brief(row))
         if row["behavior"] == "hedge":
             stated = attrs.get("confidence")
@@ -186,13 +188,13 @@ def _collect(run: Run) -> dict[str, Any]:
         elif row["behavior"] == "refusal":
             kind = str(attrs.get("kind", "?"))
             refusals[f"{kind} ({attrs['entity_kind']})" if attrs.get("entity_kind") else kind] += 1
-    sampled = per["refusal"].samples if "refusal" in per else []
+    sampled = [s for owner in partner_of.values() if owner in per for s in per[owner].samples]
     partners = {s["pair_id"] for _, s in sampled if s["pair_id"]}
     contrasts = {}
     if partners:  # a second pass over the selected rows, only for the few sampled pairs
         for row in run.rows():
-            if row["behavior"] == "contrast" and row.get("pair_id") in partners:
-                contrasts.setdefault(row["pair_id"], _brief(row))
+            if row["behavior"] in partner_of and row.get("pair_id") in partners:
+                contrasts.setdefault(row["pair_id"], {**_brief(row), "behavior": row["behavior"]})
     return {
         "counts": counts,
         "per": per,
@@ -408,31 +410,23 @@ def _page(run: Run, report: Report, data: dict[str, Any], plots: dict) -> str:
         for _, s in sorted(per[name].samples, key=lambda pair: pair[0]):
             parts.append(_sample(name, s))
             if (partner := data["contrasts"].get(s["pair_id"])) is not None:
-                parts.append(_sample("contrast", partner, "partner"))
+                parts.append(_sample(partner["behavior"], partner, "partner"))
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
 
 def _sample(behavior: str, s: dict, extra: str = "") -> str:
-    a = s["attributes"]
     meta = [f"seed {s['seed_id']}"]
-    if behavior == "hedge":
-        stated = a.get("confidence")
-        meta.append(f"level {a.get('level')} ({a.get('unmeasured') if stated is None else stated})")
-    elif behavior == "refusal":
-        meta.append(
-            f"{a.get('kind')}: {a.get('entity')}" if a.get("entity") else str(a.get("kind"))
-        )
-    elif behavior == "near_miss":
-        slip = a.get("slip") or {}
-        meta.append(f"slip {slip.get('kind')}: {slip.get('wrong')} → {slip.get('right')}")
-    elif behavior == "contrast":
-        meta.append("contrast partner of the refusal above")
+    made_by = generators.owner(behavior)  # None: a behavior no installed generator makes
+    note = made_by.sample_note({**s, "behavior": behavior}) if made_by is not None else None
+    if note:
+        meta.append(note)
     if (k := s["knowledge"]) is not None:  # what the probe measured on the question asked
         meta.append(f"{k.get('category')}, p_correct {k.get('p_correct')}")
     if s["nll"] is not None:
         meta.append(f"NLL {s['nll']:.3f}")
-    response = _marked(s["response"], a) if behavior == "near_miss" else _e(s["response"])
+    marked = made_by.spans if made_by is not None else ()
+    response = _marked(s["response"], s["attributes"], marked) if marked else _e(s["response"])
     return (
         f'<div class="sample {extra}"><div class="meta">{_e(" · ".join(meta))}</div>'
         f'<div class="turn"><span class="role">user</span> {_e(s["prompt"])}</div>'
@@ -440,10 +434,11 @@ def _sample(behavior: str, s: dict, extra: str = "") -> str:
     )
 
 
-def _marked(text: str, attributes: dict) -> str:
-    """The response with its slip and its recovery highlighted (when the spans are sound)."""
+def _marked(text: str, attributes: dict, names: tuple[str, ...]) -> str:
+    """The response with its marked parts (a near-miss's slip and recovery) highlighted,
+    when the spans are sound."""
     spans = []
-    for cls in ("slip", "recovery"):
+    for cls in names:
         span = attributes.get(cls) or {}
         start, end = span.get("start"), span.get("end")
         if isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text):

@@ -21,18 +21,12 @@ from generator import __version__, annotations, backends, generators, jsontext, 
 from generator.checks import BANK as CHECKS_BANK
 from generator.checks import Checker
 from generator.errors import ConfigError, EndpointError
+from generator.generators import quota_key  # re-exported: a partner row counts toward its owner
 from generator.io import input_stats, iter_seeds
 from generator.runfolder import CANDIDATES, DATASET, REFERENCE, RunFolder, iter_rows
 from generator.select import NearDuplicates, select
 from generator.templates import Prompts
 from generator.values import REQUEST_FAILED, Example, Seed, Skip
-
-DEFAULT_BEHAVIORS = ("hedge", "refusal", "near_miss")
-
-
-def quota_key(behavior: str) -> str:
-    """The quota a row counts toward: a contrast counts toward its refusal pair's."""
-    return "refusal" if behavior == "contrast" else behavior
 
 
 @dataclass(frozen=True)
@@ -41,7 +35,8 @@ class RunConfig:
 
     seeds: tuple[str, ...]
     out: str | None = None
-    behaviors: tuple[str, ...] = DEFAULT_BEHAVIORS
+    # the registry's default behaviors (generators.defaults)
+    behaviors: tuple[str, ...] = field(default_factory=lambda: generators.defaults())
     backend: str = "offline"
     candidates: int = 1
     seed: int = 0
@@ -184,7 +179,8 @@ class Pipeline:
             timeout=config.timeout,
         )
         # the unknown seeds' "I don't know" needs partners the model knows
-        self.knowledge = KnowledgeStage(measured, pair="refusal" in config.behaviors)
+        self.generators = generators.get(config.behaviors, self.prompts)
+        self.knowledge = KnowledgeStage(measured, pair=any(g.partner for g in self.generators))
         self.reference: scoring.Reference | None = None
         self.reference_seeds: list[Seed] = []
         self.dedup = NearDuplicates(config.near_duplicates) if config.near_duplicates else None
@@ -193,9 +189,8 @@ class Pipeline:
         self._order: list[Seed] | None = None
         self.input_errors: list[str] = []  # --on-error skip: the rows skipped, with why
         self.input_error_count = 0
-        self.generators = generators.get(config.behaviors, self.prompts)
-        self.checker = Checker(self.prompts)
-        self.checker.cues  # noqa: B018  (compile the cues now: a bad pattern fails before work)
+        self.checker = Checker(self.prompts, self.generators)
+        self.checker.compile()  # a bad cue pattern fails before any work
         self.window = 1  # seeds in flight: one at a time offline, many against an endpoint
         if config.backend == "openai":
             from generator.backends.openai import Settings
@@ -228,6 +223,7 @@ class Pipeline:
             used.append(scoring.FRAME)
         if config.probe != "none":
             used += [probing.FRAME, probing.answers.BANK]
+        used += [g.checks_bank for g in self.generators if self.prompts.has(g.checks_bank)]
         names = sorted({*used, *self.backend.templates(), CHECKS_BANK})
         self.prompts.check_banks(names)
         self.template_hashes = {name: self.prompts.sha256(name) for name in names}
@@ -284,7 +280,7 @@ class Pipeline:
         """One pass over the input: validate it, count it, learn its vocabulary, and draw
         the seeds whose own responses make the fit reference (a reservoir sample)."""
         corpus = None
-        if any(g.name == "refusal" for g in self.generators):
+        if any(g.uses_corpus for g in self.generators):
             from generator.corpus import CorpusWords
 
             corpus = CorpusWords()
@@ -702,7 +698,12 @@ def _manifest(
             "first": pipeline.input_errors,  # at most LISTED_ERRORS
         },
         "counts": counts,
-        "pairs": min(selected.get("refusal", 0), selected.get("contrast", 0)),
+        # whole pairs kept, over every behavior that pairs its rows
+        "pairs": sum(
+            min(selected.get(g.name, 0), selected.get(g.partner, 0))
+            for g in pipeline.generators
+            if g.partner
+        ),
         "token_usage": usage,
         "requests": requests,
         "timings": {

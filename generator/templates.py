@@ -113,9 +113,17 @@ class Prompts:
         self._banks: dict[str, dict[str, Any]] = {}
         self._compiled: dict[str, Any] = {}
 
-    @property
+    @cached_property
     def dirs(self) -> list[Path]:
-        return [d for d in (self.overlay, self.default_dir) if d is not None]
+        """Where a name is looked up: the user's overlay, the shipped set, then the
+        folders plugins bring (`Generator.prompts_dir`)."""
+        from generator.generators import template_dirs
+
+        return [d for d in (self.overlay, self.default_dir, *template_dirs()) if d is not None]
+
+    def has(self, name: str) -> bool:
+        """Whether `name` resolves to a file after the overlay."""
+        return any((d / name).is_file() for d in self.dirs)
 
     @cached_property
     def env(self):

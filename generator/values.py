@@ -173,3 +173,9 @@ class Skip:
             "reason": self.reason,
             "detail": self.detail,
         }
+
+
+def turns(row: dict[str, Any]) -> tuple[str, str]:
+    """A written row's prompt and response (its first and last messages)."""
+    messages = row["messages"]
+    return messages[0]["content"], messages[-1]["content"]

@@ -8,18 +8,32 @@ A generator is declarative: `name`, the templates it renders, and three pure fun
 - `parse(seed, ask, reply, sample, model)`: the examples in one validated reply, or a
   `ReplyError` saying what to fix (it goes back to the model).
 
-Each returns a `Skip` with its reason when the seed does not suit the behavior. Built-ins
-register through `register`, the same hook a plugin uses (entry point group
-`hedgerow.generators`).
+Each returns a `Skip` with its reason when the seed does not suit the behavior.
+
+A behavior owns its policy, so the rest of hedgerow asks the registry instead of naming
+behaviors: its checks (`check`, with cues from `prompts/<name>/checks.toml` or the shared
+`prompts/checks.toml`), its pairing (`partner`: the behavior of the row made 1:1 with each
+of its own, as a refusal's contrast), its default share of an augment mix and whether it
+runs by default, its rows per seed, the line its samples get in the report and its
+preference pairs for `export --format dpo`.
+
+Every generator comes in through one door, the entry point group `hedgerow.generators`:
+the built-ins are declared there in hedgerow's own `pyproject.toml` (the value names this
+package, and every module in it is imported, each registering its classes with
+`@register`), and a plugin declares its class or its module the same way.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+import pkgutil
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 from generator import jsontext
@@ -27,7 +41,10 @@ from generator.errors import ConfigError
 from generator.templates import Prompts
 from generator.values import Example, Seed, Skip, short_hash
 
+GROUP = "hedgerow.generators"  # the entry point group every generator comes in through
+SHARED_CHECKS = "checks.toml"  # cues every behavior may use (and `hedgerow eval` uses)
 _REGISTRY: dict[str, type[Generator]] = {}
+_loaded = False
 
 
 @dataclass
@@ -63,9 +80,111 @@ class Generator:
     # Attributes that mark a part of the response ({"start", "end", ...}): whatever edits
     # a response after the generator (generator.annotations) moves them with the text.
     spans: ClassVar[tuple[str, ...]] = ()
+    # The behavior of a row made 1:1 with each of this behavior's rows, sharing its
+    # `pair_id` (a refusal's contrast); pairs are checked, scored, kept and dropped whole.
+    partner: ClassVar[str | None] = None
+    share: ClassVar[float] = 0.1  # its share of `hedgerow augment`'s default --mix
+    default: ClassVar[bool] = True  # in the default --behaviors and --mix
+    order: ClassVar[int] = 100  # where it sorts in listings and defaults (built-ins first)
+    needs_reference: ClassVar[bool] = True  # a seed without an answer is skipped
+    uses_corpus: ClassVar[bool] = False  # reads Context.corpus: the input's vocabulary
+    # Folder of a plugin's own templates, searched after the user's and the shipped ones.
+    prompts_dir: ClassVar[Path | None] = None
+    # Schemas (generator.banks.Bank classes) of the banks this behavior adds, by name.
+    schemas: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, prompts: Prompts):
         self.prompts = prompts
+        self._cues: dict[str, tuple[re.Pattern, ...]] = {}
+
+    @classmethod
+    def behaviors(cls) -> tuple[str, ...]:
+        """The row behaviors this generator makes: its own, and its partner's."""
+        return (cls.name, cls.partner) if cls.partner else (cls.name,)
+
+    def unsuitable(self, seed: Seed) -> Skip | None:
+        """A skip for a seed this behavior cannot use at all, before any work (backends
+        ask it first); the base rule: a behavior that needs a reference answer skips a
+        seed without one."""
+        if self.needs_reference and not (seed.response or "").strip():
+            return self.skip(seed, "no_reference_answer")
+        return None
+
+    # ----------------------------------------------------------------- its policy
+
+    @property
+    def checks_bank(self) -> str:
+        return f"{self.name}/checks.toml"
+
+    def check(self, example: Example, reference: str | None) -> list[str]:
+        """The failure reasons of one of this behavior's rows (its partner's included)
+        beyond the checks every row gets (generator.checks); empty when it passes."""
+        return []
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A value from this behavior's checks.toml, else the shared one, else `default`."""
+        for bank in (self.checks_bank, SHARED_CHECKS):
+            if self.prompts.has(bank) and key in self.prompts.bank(bank):
+                return self.prompts.bank(bank)[key]
+        return default
+
+    def cues(self, key: str) -> tuple[re.Pattern, ...]:
+        """The compiled patterns under `key` in this behavior's checks.toml, else in the
+        shared one (matched ignoring case, `^`/`$` at line ends)."""
+        if key not in self._cues:
+            from generator.errors import TemplateError
+
+            bank = next(
+                (
+                    b
+                    for b in (self.checks_bank, SHARED_CHECKS)
+                    if self.prompts.has(b) and key in self.prompts.bank(b)
+                ),
+                None,
+            )
+            if bank is None:
+                raise TemplateError(
+                    f"{self.name}: no {key!r} cues in {self.checks_bank} or {SHARED_CHECKS}; "
+                    "add the list"
+                )
+            patterns = []
+            for pattern in self.prompts.bank_list(bank, key):
+                try:
+                    patterns.append(re.compile(pattern, re.IGNORECASE | re.MULTILINE))
+                except (re.error, TypeError) as e:
+                    raise TemplateError(
+                        f"{self.prompts.path(bank)}: {key} pattern {pattern!r}: "
+                        f"{e}; fix the regular expression"
+                    ) from None
+            self._cues[key] = tuple(patterns)
+        return self._cues[key]
+
+    def cue_keys(self) -> tuple[str, ...]:
+        """The cue lists `check` reads, compiled when the run starts so a bad pattern
+        fails before any work."""
+        return ()
+
+    @classmethod
+    def sample_note(cls, row: dict[str, Any]) -> str | None:
+        """What the report says above one of this behavior's sampled rows."""
+        if cls.partner and row.get("behavior") == cls.partner:
+            return f"{cls.partner} partner of the {cls.name} above"
+        return None
+
+    @classmethod
+    def preference_pairs(
+        cls, rows: list[dict[str, Any]], wrong: list[str]
+    ) -> list[tuple[str, str, str, str]]:
+        """DPO pairs from one seed's selected rows of this behavior: (kind, prompt,
+        chosen, rejected). `wrong` holds confidently wrong answers to the seed's own
+        prompt that other behaviors offered (`wrong_answers`)."""
+        return []
+
+    @classmethod
+    def wrong_answers(cls, rows: list[dict[str, Any]]) -> list[str]:
+        """Confidently wrong answers to the seed's prompt that this behavior's rows hold,
+        for other behaviors' preference pairs (a near-miss cut before its recovery)."""
+        return []
 
     def offline(self, seed: Seed, ctx: Context, k: int) -> list[Example] | Skip:
         raise NotImplementedError
@@ -78,7 +197,7 @@ class Generator:
 
     def rows_per_seed(self) -> int:
         """The most dataset rows one seed can give this behavior (a pair counts two)."""
-        return 1
+        return 2 if self.partner else 1
 
     def templates(self) -> list[str]:
         """Every template file the offline path reads, for hashing into the manifest."""
@@ -200,20 +319,91 @@ def starts_with_any(text: str, phrases) -> bool:
 
 def register(cls: type[Generator]) -> type[Generator]:
     """Add a generator class to the registry (a decorator)."""
-    _REGISTRY[cls.name] = cls
+    name = getattr(cls, "name", None)
+    if not (isinstance(name, str) and name.isidentifier()):
+        raise ConfigError(f"{cls.__qualname__}: a generator's name must be an identifier")
+    _REGISTRY[name] = cls
     return cls
 
 
-def registry() -> dict[str, type[Generator]]:
-    """Every registered generator: built-ins first, then installed plugins."""
+def _add(obj: Any, where: str) -> None:
+    """What an entry point names: a generator class, or a module (a package: each of its
+    modules) whose classes register themselves."""
+    if isinstance(obj, type) and issubclass(obj, Generator):
+        if obj.name not in _REGISTRY:
+            register(obj)
+    elif isinstance(obj, ModuleType):
+        for info in pkgutil.iter_modules(getattr(obj, "__path__", [])):
+            importlib.import_module(f"{obj.__name__}.{info.name}")
+    else:
+        raise ConfigError(f"plugin {where}: names {obj!r}, not a Generator class or a module")
+
+
+def _load() -> None:
+    """Load every generator from the entry point group, once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
     from importlib.metadata import entry_points
 
-    from generator.generators import hedge, near_miss, refusal  # noqa: F401  (they register)
+    found = list(entry_points(group=GROUP))
+    # A source tree run without installing has no entry points: the built-ins come
+    # through the same loader all the same.
+    if not any(ep.value == __name__ for ep in found):
+        _add(importlib.import_module(__name__), __name__)
+    for ep in found:
+        where = f"{ep.name} = {ep.value!r} ({GROUP})"
+        try:
+            obj = ep.load()
+        except Exception as e:  # a broken plugin is the user's to fix or uninstall
+            raise ConfigError(f"plugin {where} failed to load: {e}; fix or uninstall it") from None
+        _add(obj, where)
 
-    for ep in entry_points(group="hedgerow.generators"):
-        if ep.name not in _REGISTRY:
-            register(ep.load())
-    return dict(_REGISTRY)
+
+def registry() -> dict[str, type[Generator]]:
+    """Every registered generator, built-ins first (by `order`, then name)."""
+    _load()
+    return dict(sorted(_REGISTRY.items(), key=lambda kv: (kv[1].order, kv[0])))
+
+
+def owner(behavior: str) -> type[Generator] | None:
+    """The generator that makes rows of `behavior` (its own or its partner's)."""
+    for cls in registry().values():
+        if behavior in cls.behaviors():
+            return cls
+    return None
+
+
+def quota_key(behavior: str) -> str:
+    """The behavior a row counts toward: a partner row counts toward its owner's."""
+    cls = owner(behavior)
+    return cls.name if cls is not None else behavior
+
+
+def defaults() -> tuple[str, ...]:
+    """The behaviors a run makes when none are named."""
+    return tuple(name for name, cls in registry().items() if cls.default)
+
+
+def default_mix() -> str:
+    """`hedgerow augment`'s default --mix: every default behavior at its share."""
+    return ",".join(f"{name}={registry()[name].share:g}" for name in defaults())
+
+
+def template_dirs() -> list[Path]:
+    """Plugins' own template folders, in registry order."""
+    return [cls.prompts_dir for cls in registry().values() if cls.prompts_dir is not None]
+
+
+def schemas() -> dict[str, Any]:
+    """The bank schemas the registered behaviors declare."""
+    return {name: schema for cls in registry().values() for name, schema in cls.schemas.items()}
+
+
+def row_behaviors(generators: Iterable[Generator]) -> list[str]:
+    """Every row behavior the generators make, in order (each owner, then its partner)."""
+    return [b for g in generators for b in g.behaviors()]
 
 
 def get(names: Sequence[str], prompts: Prompts) -> list[Generator]:

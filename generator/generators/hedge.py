@@ -13,6 +13,7 @@ import random
 
 from pydantic import BaseModel, Field
 
+from generator.answers import keeps_content, percents
 from generator.errors import TemplateError
 from generator.generators import (
     Ask,
@@ -23,7 +24,7 @@ from generator.generators import (
     register,
     starts_with_any,
 )
-from generator.values import Example, Seed, Skip
+from generator.values import Example, Seed, Skip, turns
 
 UNMEASURED = "unmeasured"  # the level of a hedge whose confidence nothing measured
 
@@ -48,6 +49,8 @@ class Hedge(Generator):
     template = "hedge/offline.j2"
     bank = "hedge/phrases.toml"
     reply_model = HedgeReply
+    share = 0.2
+    order = 10
 
     def levels(self) -> list[dict]:
         """The bank's levels, most confident first; they must cover p_correct from 0."""
@@ -92,8 +95,8 @@ class Hedge(Generator):
         return not starts_with_any(prompt, starts)
 
     def unsuitable(self, seed: Seed) -> Skip | None:
-        if not seed.response or not seed.response.strip():
-            return self.skip(seed, "no_reference_answer")
+        if skip := super().unsuitable(seed):
+            return skip
         if not self.asks_for_knowledge(seed.prompt):
             return self.skip(seed, "creative_prompt", seed.prompt.split(None, 1)[0])
         if seed.knowledge is not None and seed.knowledge.category == "Unknown":
@@ -166,3 +169,47 @@ class Hedge(Generator):
             attributes = self.attributes(seed, level, opener)
             out.append(self.example(seed, slot, i, seed.prompt, response, attributes))
         return out
+
+    # ----------------------------------------------------------------- its policy
+
+    def cue_keys(self) -> tuple[str, ...]:
+        return ("hedge",)
+
+    def check(self, example: Example, reference: str | None) -> list[str]:
+        """A hedge carries a hedge cue, keeps the reference's content, and states no
+        confidence but the one the probe measured (none when nothing measured it)."""
+        failures = []
+        if not any(p.search(example.response) for p in self.cues("hedge")):
+            failures.append("hedge_without_cue")
+        min_overlap = self.setting("hedge_min_overlap", 0.5)
+        common = frozenset(w.lower() for w in self.setting("common_words", []))
+        if not reference or not keeps_content(reference, example.response, min_overlap, common):
+            failures.append("hedge_changed_reference")
+        confidence = example.attributes.get("confidence")
+        # percentages the answer itself states (the reference's own) are not confidences
+        stated = percents(example.response) - percents(reference or "")
+        if confidence is None:  # nothing measured: the hedge may state no number
+            if stated:
+                failures.append("unmeasured_hedge_states_a_confidence")
+        elif not isinstance(confidence, int | float) or not 0 < confidence < 1:
+            failures.append("hedge_without_confidence")
+        elif not isinstance(example.attributes.get("p_correct"), int | float):
+            failures.append("hedge_confidence_not_measured")
+        elif stated - {round(confidence * 100)}:
+            failures.append("hedge_states_another_confidence")
+        return failures
+
+    @classmethod
+    def sample_note(cls, row: dict) -> str | None:
+        a = row.get("attributes") or {}
+        stated = a.get("confidence")
+        return f"level {a.get('level')} ({a.get('unmeasured') if stated is None else stated})"
+
+    @classmethod
+    def preference_pairs(cls, rows: list[dict], wrong: list[str]) -> list[tuple[str, ...]]:
+        """Where the seed also has a confidently wrong answer (a near-miss cut before its
+        recovery): the first hedged variant over it."""
+        if not rows or not wrong:
+            return []
+        prompt, hedged = turns(rows[0])
+        return [("hedge", prompt, hedged, wrong[0])]

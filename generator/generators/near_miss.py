@@ -24,9 +24,9 @@ from random import Random
 from pydantic import BaseModel, Field
 
 from generator.annotations import ANNOTATION
-from generator.checks import final_answer
+from generator.answers import final_answer, same_final_answer
 from generator.generators import Ask, Context, Generator, ReplyError, pick, register
-from generator.values import Example, Seed, Skip
+from generator.values import Example, Seed, Skip, turns
 
 _NUM = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
 _OP = r"[-+*/×x÷]"
@@ -344,10 +344,11 @@ class NearMiss(Generator):
     bank = "near_miss/phrases.toml"
     reply_model = NearMissReply
     spans = ("slip", "recovery")
+    order = 30
 
     def requests(self, seed: Seed, rng: Random) -> list[Ask] | Skip:
-        if not seed.response or not seed.response.strip():
-            return self.skip(seed, "no_reference_answer")
+        if skip := self.unsuitable(seed):
+            return skip
         return [self.ask(seed, final_answer=final_answer(seed.response) or "")]
 
     def parse(
@@ -383,8 +384,8 @@ class NearMiss(Generator):
         return [self.model_example(seed, "near_miss", sample, seed.prompt, text, attributes, model)]
 
     def offline(self, seed: Seed, ctx: Context, k: int) -> list[Example] | Skip:
-        if not seed.response or not seed.response.strip():
-            return self.skip(seed, "no_reference_answer")
+        if skip := self.unsuitable(seed):
+            return skip
         # The trace is built on the answer as it is, annotations included: the run's
         # policy on them (generator.annotations) applies to every behavior's output alike.
         text = seed.response.strip()
@@ -458,3 +459,66 @@ class NearMiss(Generator):
             "confidence": None,
         }
         return self.example(seed, "near_miss", index, seed.prompt, response, attributes)
+
+    # ----------------------------------------------------------------- its policy
+
+    def cue_keys(self) -> tuple[str, ...]:
+        return ("recovery",)
+
+    def check(self, example: Example, reference: str | None) -> list[str]:
+        """One marked slip, a recovery (a cue and the right value) only after it, and the
+        reference's final answer at the end."""
+        text = example.response
+        slip = example.attributes.get("slip") or {}
+        recovery = example.attributes.get("recovery") or {}
+        try:
+            s0, s1 = int(slip["start"]), int(slip["end"])
+            r0, r1 = int(recovery["start"]), int(recovery["end"])
+        except (KeyError, TypeError, ValueError):
+            return ["near_miss_unmarked"]
+        cues = self.cues("recovery")
+        failures = []
+        if text[s0:s1] != str(slip.get("wrong")) or not s1 <= r0 < r1 <= len(text):
+            failures.append("near_miss_unmarked")
+        else:
+            said = text[r0:r1]
+            if str(slip.get("right")) not in said or not any(p.search(said) for p in cues):
+                failures.append("near_miss_no_recovery")
+        # Exactly one marked slip: recovery cues may appear inside the recovery only.
+        found = [m.span() for p in cues for m in p.finditer(text)]
+        if any(not (r0 <= a and b <= r1) for a, b in found):
+            failures.append("near_miss_extra_slip")
+        final = example.attributes.get("final_answer")
+        if not same_final_answer(str(final or ""), reference or "", text, r1):
+            failures.append("near_miss_wrong_final_answer")
+        return failures
+
+    @classmethod
+    def sample_note(cls, row: dict) -> str | None:
+        slip = (row.get("attributes") or {}).get("slip") or {}
+        return f"slip {slip.get('kind')}: {slip.get('wrong')} → {slip.get('right')}"
+
+    @classmethod
+    def wrong_answers(cls, rows: list[dict]) -> list[str]:
+        return [cut for row in rows if (cut := unrecovered(row))]
+
+    @classmethod
+    def preference_pairs(cls, rows: list[dict], wrong: list[str]) -> list[tuple[str, ...]]:
+        """The recovered trace chosen over the same trace cut just before its recovery,
+        so the slip stands and no answer follows."""
+        made = []
+        for row in rows:
+            if cut := unrecovered(row):
+                prompt, trace = turns(row)
+                made.append(("near_miss", prompt, trace, cut))
+        return made
+
+
+def unrecovered(row: dict) -> str | None:
+    """A near-miss trace cut just before its recovery: the slip is made and left standing,
+    and the answer never arrives."""
+    _, response = turns(row)
+    start = ((row.get("attributes") or {}).get("recovery") or {}).get("start")
+    if not isinstance(start, int) or start <= 0:
+        return None
+    return response[:start].rstrip() or None

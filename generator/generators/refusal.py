@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from generator.generators import Ask, Context, Generator, ReplyError, pick, register
 from generator.generators.entities import EntityRules, Fabricator
-from generator.values import Example, Seed, Skip, short_hash
+from generator.values import Example, Seed, Skip, short_hash, turns
 
 
 class RefusalReply(BaseModel):
@@ -50,9 +50,9 @@ class Refusal(Generator):
     bank = "refusal/phrases.toml"
     kinds_bank = "refusal/kinds.toml"
     reply_model = RefusalReply
-
-    def rows_per_seed(self) -> int:
-        return 2  # one refusal and its contrast
+    partner = "contrast"
+    order = 20
+    uses_corpus = True  # a made-up name must occur nowhere in the seeds
 
     def templates(self) -> list[str]:
         return [self.template, self.bank, EntityRules.BANK]
@@ -222,8 +222,8 @@ class Refusal(Generator):
         return Fabricator(self.prompts, self.bank, self.rules)
 
     def offline(self, seed: Seed, ctx: Context, k: int) -> list[Example] | Skip:
-        if not seed.response or not seed.response.strip():
-            return self.skip(seed, "no_reference_answer")
+        if skip := self.unsuitable(seed):
+            return skip
         if _unknown(seed):
             return self.unknown_to_model(seed, ctx, k)
         entities = self.rules.find(seed.prompt, ctx.corpus)
@@ -296,3 +296,70 @@ class Refusal(Generator):
                 )
             )
         return out
+
+    # ----------------------------------------------------------------- its policy
+
+    def cue_keys(self) -> tuple[str, ...]:
+        return ("decline", "nonexistence")
+
+    def check(self, example: Example, reference: str | None) -> list[str]:
+        """A refusal declines (about the made-up name it was given, never naming the real
+        one it replaced; an "I don't know" never says the thing does not exist); its
+        contrast does not decline."""
+        declines = any(p.search(example.response) for p in self.cues("decline"))
+        if example.behavior == self.partner:
+            return ["contrast_declines"] if declines else []
+        failures = []
+        if not declines:
+            failures.append("refusal_does_not_decline")
+        entity = example.attributes.get("entity")
+        if entity and entity not in example.response:
+            failures.append("refusal_not_specific")
+        original = example.attributes.get("replaced")
+        if original and original in example.prompt:
+            failures.append("refusal_prompt_keeps_entity")
+        if example.attributes.get("kind") == "unknown_to_model" and any(
+            p.search(example.response) for p in self.cues("nonexistence")
+        ):
+            failures.append("unknown_declined_as_nonexistent")
+        return failures
+
+    @classmethod
+    def sample_note(cls, row: dict) -> str | None:
+        if row.get("behavior") == cls.partner:
+            return super().sample_note(row)
+        a = row.get("attributes") or {}
+        return f"{a.get('kind')}: {a.get('entity')}" if a.get("entity") else str(a.get("kind"))
+
+    @classmethod
+    def preference_pairs(cls, rows: list[dict], wrong: list[str]) -> list[tuple[str, ...]]:
+        """Per whole pair: **refusal**, the refusal prompt with the decline chosen over the
+        contrast's confident answer (the real name put back as the made-up one where the
+        run recorded both, so it reads as a fabricated answer; for an "I don't know",
+        kind `unknown_to_model`, the model's own greedy answer the probe recorded: the
+        hallucination); **over_refusal**, the contrast prompt with its answer chosen over
+        the decline (the made-up name swapped for the real one where recorded)."""
+        pairs: dict[str, dict[str, dict]] = {}
+        for row in rows:
+            if row.get("pair_id"):
+                pairs.setdefault(row["pair_id"], {})[row["behavior"]] = row
+        made = []
+        for pair in pairs.values():
+            if len(pair) != 2:
+                continue
+            refusal, contrast = pair[cls.name], pair[cls.partner]
+            attrs = refusal.get("attributes") or {}
+            r_prompt, decline = turns(refusal)
+            c_prompt, answer = turns(contrast)
+            if attrs.get("kind") == "unknown_to_model":
+                made.append(("refusal", r_prompt, decline, attrs.get("model_answer") or ""))
+                made.append(("over_refusal", c_prompt, answer, decline))
+                continue
+            fake, real = attrs.get("entity"), attrs.get("replaced")
+            made.append(("refusal", r_prompt, decline, _swap(answer, real, fake)))
+            made.append(("over_refusal", c_prompt, answer, _swap(decline, fake, real)))
+        return made
+
+
+def _swap(text: str, old: str | None, new: str | None) -> str:
+    return text.replace(old, new) if old and new and old in text else text
