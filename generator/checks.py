@@ -40,21 +40,8 @@ class Cues:
 
     @classmethod
     def load(cls, prompts: Prompts) -> Cues:
-        from generator.errors import TemplateError
-
-        compiled = {}
-        for key in ("meta_talk", "hedge", "decline", "recovery"):
-            patterns = []
-            for pattern in prompts.bank_list(BANK, key):
-                try:
-                    patterns.append(re.compile(pattern, re.IGNORECASE | re.MULTILINE))
-                except (re.error, TypeError) as e:
-                    raise TemplateError(
-                        f"{prompts.path(BANK)}: {key} pattern {pattern!r}: "
-                        f"{e}; fix the regular expression"
-                    ) from None
-            compiled[key] = tuple(patterns)
-        return cls(**compiled)
+        keys = ("meta_talk", "hedge", "decline", "recovery")
+        return cls(**{key: prompts.bank_patterns(BANK, key) for key in keys})
 
 
 def any_match(patterns: tuple[re.Pattern, ...], text: str) -> bool:

@@ -86,13 +86,6 @@ def hf_row(row: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- DPO
 
 
-def unrecovered(row: dict[str, Any]) -> str | None:
-    """A near-miss trace cut just before its recovery (generator.generators.near_miss)."""
-    from generator.generators.near_miss import unrecovered
-
-    return unrecovered(row)
-
-
 def preference_pairs(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """DPO pairs from one run's selected rows (in file order, one seed's rows together).
 

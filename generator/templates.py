@@ -223,6 +223,21 @@ class Prompts:
             raise TemplateError(f"{self.path(name)}: '{key}' must be a non-empty list")
         return value
 
+    def bank_patterns(self, name: str, key: str) -> tuple[Any, ...]:
+        """A bank's list of regular expressions, compiled (ignoring case, `^`/`$` at line
+        ends); a bad one is the user's to fix, named with its file."""
+        import re
+
+        patterns = []
+        for pattern in self.bank_list(name, key):
+            try:
+                patterns.append(re.compile(pattern, re.IGNORECASE | re.MULTILINE))
+            except (re.error, TypeError) as e:
+                raise TemplateError(
+                    f"{self.path(name)}: {key} pattern {pattern!r}: {e}; fix the regular expression"
+                ) from None
+        return tuple(patterns)
+
 
 def _bounded(text: str) -> str:
     if len(text) > MAX_SIZE:

@@ -108,7 +108,7 @@ def from_seeds(sets: Sets, seeds: list[Seed], prompts: Prompts, run_seed: int) -
     checkable reference, and each near-miss cut after its slip."""
     from generator import annotations, generators
     from generator.corpus import CorpusWords
-    from generator.export import unrecovered
+    from generator.generators.near_miss import unrecovered
 
     refusal, near_miss = generators.get(["refusal", "near_miss"], prompts)
     answers = Answers(prompts)

@@ -147,16 +147,7 @@ class Generator:
                     f"{self.name}: no {key!r} cues in {self.checks_bank} or {SHARED_CHECKS}; "
                     "add the list"
                 )
-            patterns = []
-            for pattern in self.prompts.bank_list(bank, key):
-                try:
-                    patterns.append(re.compile(pattern, re.IGNORECASE | re.MULTILINE))
-                except (re.error, TypeError) as e:
-                    raise TemplateError(
-                        f"{self.prompts.path(bank)}: {key} pattern {pattern!r}: "
-                        f"{e}; fix the regular expression"
-                    ) from None
-            self._cues[key] = tuple(patterns)
+            self._cues[key] = self.prompts.bank_patterns(bank, key)
         return self._cues[key]
 
     def cue_keys(self) -> tuple[str, ...]:
