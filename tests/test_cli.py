@@ -301,7 +301,7 @@ def test_sigterm_stops_cleanly_and_keeps_finished_work(tmp_path):
 # of a pipe nobody writes to is): a stop signal must still stop it.
 BLOCKED = """
 import asyncio, os, sys
-from generator.cli import _stoppable
+from generator.console import stoppable
 
 async def work():
     read, _ = os.pipe()
@@ -311,7 +311,7 @@ async def work():
     finally:
         print("cleaned up", file=sys.stderr, flush=True)
 
-with _stoppable("nothing to keep"):
+with stoppable("nothing to keep"):
     asyncio.run(work())
 """
 
