@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from generator.backends.openai import loads_reply, retry_after
+from generator.backends.openai import loads_reply
+from generator.backends.protocol import retry_after
 from generator.checks import Checker, final_answer, keeps_content, same_final_answer
 from generator.generators import Ask, ReplyError
 from generator.generators.hedge import Hedge

@@ -25,15 +25,24 @@ import json
 import os
 import random
 import re
-import socket
 import time
 from dataclasses import dataclass, field, replace
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from generator import jsontext
 from generator.backends.cache import ResponseCache, request_key
+from generator.backends.protocol import (
+    FORMATS,
+    BadResponse,
+    RequestFailed,
+    about_format,
+    bad_body,
+    cause,
+    one_line,
+    reply_value,
+    request,
+    retry_after,
+)
 from generator.backends.throttle import Throttle
 from generator.errors import ConfigError
 from generator.generators import Ask, Generator, ReplyError
@@ -43,7 +52,6 @@ from generator.values import REQUEST_FAILED, Example, Seed, Skip, short_hash
 LLM_BANK = "llm.toml"
 DEFAULT_URL = "https://api.openai.com/v1"  # the SDK's own default
 REASK = "reask.j2"
-FORMATS = ("json_schema", "json_object_schema", "json_object", "none")
 
 # USD per million tokens (input, output), for --dry-run estimates; others print no cost.
 PRICES = {
@@ -59,15 +67,6 @@ def estimate_cost(model: str | None, prompt_tokens: int) -> float | None:
     """USD for `prompt_tokens` input tokens of a model with a known price, else None."""
     price = PRICES.get(model or "")
     return None if price is None else round(prompt_tokens * price[0] / 1e6, 4)
-
-
-class BadResponse(Exception):
-    """The server answered 200 with something that is not a chat completion."""
-
-
-class RequestFailed(Exception):
-    """A request that used up its transport budget, or that the server refused; its text
-    says why in a few words that are the same for every request failing the same way."""
 
 
 @dataclass
@@ -110,29 +109,6 @@ class _Replica:
     client: Any
     throttle: Throttle
     format: int = 0  # index into FORMATS: the strongest response_format it accepts
-
-
-def retry_after(error: BaseException) -> float | None:
-    """Seconds a server asked us to wait (Retry-After / retry-after-ms), if it said."""
-    response = getattr(error, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
 
 
 def loads_reply(text: str) -> Any:
@@ -259,7 +235,7 @@ class OpenAIBackend:
                 reply = generator.reply_model.model_validate(loads_reply(content))
                 return generator.parse(seed, ask, reply, sample, self.settings.model)
             except (ValueError, ReplyError) as e:  # pydantic's ValidationError is a ValueError
-                error = _one_line(e)
+                error = one_line(e)
                 messages += [
                     {"role": "assistant", "content": content},
                     {"role": "user", "content": self.prompts.render(REASK, error=error)},
@@ -393,7 +369,7 @@ class OpenAIBackend:
                     # The SDK's documented raw `post` rather than `chat.completions.create`:
                     # the typed path re-walks every body (our JSON schemas included), which
                     # measured as half the client's CPU per request.
-                    route, cast_to, body = _request(
+                    route, cast_to, body = request(
                         self.settings.model, messages, params, FORMATS[form], ask
                     )
                     response = await replica.client.post(route, cast_to=cast_to, body=body)
@@ -403,11 +379,11 @@ class OpenAIBackend:
                     # this endpoint and ask again. (llama.cpp's server says so with a
                     # 500, others with 400 or 422.) Requests in flight meanwhile saw the
                     # same refusal: only the first steps down.
-                    if ask is None or not _about_format(e) or form + 1 >= len(FORMATS):
+                    if ask is None or not about_format(e) or form + 1 >= len(FORMATS):
                         raise
                     replica.format = max(replica.format, form + 1)
             self.stats.sent += 1
-            value = _reply_value(response)
+            value = reply_value(response)
             outcome = "ok"
             return value
         except openai.RateLimitError as e:
@@ -428,7 +404,7 @@ class OpenAIBackend:
         except (BadResponse, ValueError) as e:
             self.stats.sent += 1
             self.stats.error("bad_response")
-            raise BadResponse(_bad_body(e)) from None
+            raise BadResponse(bad_body(e)) from None
         finally:
             await replica.throttle.release(outcome, wait)
             self.stats.circuit_openings = sum(r.throttle.openings for r in self._replicas)
@@ -450,7 +426,7 @@ class OpenAIBackend:
         self.stats.retries += 1
 
     def _describe(self, error: BaseException | None) -> str:
-        text = _cause(error, self.settings.timeout) if error is not None else "unknown error"
+        text = cause(error, self.settings.timeout) if error is not None else "unknown error"
         key = self.settings.api_key
         if key:
             text = text.replace(key, "***")
@@ -460,44 +436,6 @@ class OpenAIBackend:
         if self._replicas:
             await self._replicas[0].client.close()
         self._replicas = None
-
-
-def _request(
-    model: str, messages: list[dict] | str, params: dict, form: str, ask: Ask | None
-) -> tuple[str, Any, dict[str, Any]]:
-    """The route, reply type and body of one request: a chat completion (in the response
-    format `form` when it answers an `ask`), or a plain completion of a prompt string."""
-    from openai.types import Completion
-    from openai.types.chat import ChatCompletion
-
-    if isinstance(messages, str):
-        return "/completions", Completion, {"model": model, "prompt": messages, **params}
-    body = {"model": model, "messages": messages, **params}
-    if ask is not None:
-        body.update(_response_format(form, ask))
-    return "/chat/completions", ChatCompletion, body
-
-
-def _response_format(form: str, ask: Ask) -> dict[str, Any]:
-    if form == "json_schema":
-        return {
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {"name": ask.name, "schema": ask.schema},
-            }
-        }
-    if form == "json_object_schema":  # llama.cpp's server: a grammar from the schema
-        return {"response_format": {"type": "json_object", "schema": ask.schema}}
-    if form == "json_object":
-        return {"response_format": {"type": "json_object"}}
-    return {}
-
-
-def _about_format(error: BaseException) -> bool:
-    text = str(getattr(error, "body", "") or "") + " " + str(error)
-    return getattr(error, "status_code", None) in (400, 422, 500) and bool(
-        re.search(r"response_format|json_schema", text, re.I)
-    )
 
 
 def check_url(url: str, where: str) -> None:
@@ -513,75 +451,3 @@ def check_url(url: str, where: str) -> None:
             f"{where} {url!r} is not an http(s) URL; give the endpoint's address, "
             "e.g. http://localhost:8000/v1"
         )
-
-
-def _cause(error: BaseException, timeout: float) -> str:
-    """Why a request failed, in words that do not vary from one request to the next (the
-    summary counts failures by them)."""
-    import openai
-
-    if isinstance(error, openai.APITimeoutError):
-        return f"no reply within {timeout:g} s (--timeout)"
-    if isinstance(error, openai.APIConnectionError):
-        return _connection_cause(error)
-    if isinstance(error, openai.APIStatusError):
-        body = error.body  # the server's error object, or its text when it is not JSON
-        said = body.get("message", jsontext.dumps(body)) if isinstance(body, dict) else body
-        said = _one_line(Exception(said))[:100] if isinstance(said, str) and said.strip() else ""
-        return f"HTTP {error.status_code}" + (f": {said}" if said else "")
-    return _one_line(error)
-
-
-def _connection_cause(error: BaseException) -> str:
-    chain, seen = [], error
-    while seen is not None and len(chain) < 10:  # the SDK wraps httpx wraps httpcore wraps OSError
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    for link in reversed(chain):
-        if isinstance(link, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(link, socket.gaierror):
-            return f"host not found: {link.strerror.lower()}"
-        if isinstance(link, OSError) and link.strerror:
-            return link.strerror[:1].lower() + link.strerror[1:]
-    if any(type(link).__name__ in ("RemoteProtocolError", "ReadError") for link in chain):
-        return "the connection closed before the reply was complete"
-    return _one_line(chain[-1])
-
-
-def _bad_body(error: BaseException) -> str:
-    """A 200 whose body is not a chat completion, described."""
-    if isinstance(error, json.JSONDecodeError):
-        if not error.doc.strip():
-            return "an empty body instead of a chat completion"
-        return "a body that is not JSON (cut off or garbled) instead of a chat completion"
-    return _one_line(error)
-
-
-def _reply_value(response: Any) -> dict[str, Any]:
-    """What the cache keeps of a completion: its text, why it stopped, its token usage."""
-    if isinstance(response, str):  # the SDK hands back a body that is not JSON as text
-        what = "an HTML page" if response.lstrip().startswith("<") else "text"
-        raise BadResponse(f"{what} instead of a chat completion ({response.strip()[:40]!r})")
-    choices = getattr(response, "choices", None)
-    if not choices:
-        raise BadResponse(f"not a chat completion: {str(response)[:80]!r}")
-    message = getattr(choices[0], "message", None)
-    if message is not None:
-        content = getattr(message, "content", None)
-    else:  # a plain completion (/completions) has its text on the choice
-        content = getattr(choices[0], "text", None)
-    if content is None:
-        raise BadResponse("a completion without message content")
-    usage = getattr(response, "usage", None)
-    return {
-        "content": content,
-        "finish_reason": choices[0].finish_reason,
-        "prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
-        "completion_tokens": getattr(usage, "completion_tokens", 0) or 0,
-    }
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text[:300]

@@ -148,7 +148,7 @@ class ChatAsker(Asker):
         }
 
     async def ask(self, item: Item) -> Reply:
-        from generator.backends.openai import RequestFailed
+        from generator.backends.protocol import RequestFailed
 
         request = self.request(item)
         try:
@@ -181,7 +181,7 @@ class CompletionAsker(ChatAsker):
         return {"prompt": self.framing.frame(item), "params": params, "seed": self.backend.seed}
 
     async def ask(self, item: Item) -> Reply:
-        from generator.backends.openai import RequestFailed
+        from generator.backends.protocol import RequestFailed
 
         request = self.request(item)
         try:

@@ -1,0 +1,166 @@
+"""The OpenAI-compatible protocol, as pure functions: the body of a request (in the
+strongest response format a server accepts), what the cache keeps of a reply, and how a
+request goes wrong, in words that stay the same from one request to the next (a run's
+summary counts failures by them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+from generator import jsontext
+
+if TYPE_CHECKING:
+    from generator.generators import Ask
+
+# response_format, strongest first: a server that refuses one is asked in the next
+FORMATS = ("json_schema", "json_object_schema", "json_object", "none")
+
+
+class BadResponse(Exception):
+    """The server answered 200 with something that is not a chat completion."""
+
+
+class RequestFailed(Exception):
+    """A request that used up its transport budget, or that the server refused; its text
+    says why in a few words that are the same for every request failing the same way."""
+
+
+def request(
+    model: str, messages: list[dict] | str, params: dict, form: str, ask: Ask | None
+) -> tuple[str, Any, dict[str, Any]]:
+    """The route, reply type and body of one request: a chat completion (in the response
+    format `form` when it answers an `ask`), or a plain completion of a prompt string."""
+    from openai.types import Completion
+    from openai.types.chat import ChatCompletion
+
+    if isinstance(messages, str):
+        return "/completions", Completion, {"model": model, "prompt": messages, **params}
+    body = {"model": model, "messages": messages, **params}
+    if ask is not None:
+        body.update(response_format(form, ask))
+    return "/chat/completions", ChatCompletion, body
+
+
+def response_format(form: str, ask: Ask) -> dict[str, Any]:
+    """The body's response_format in the form `form` (one of FORMATS)."""
+    if form == "json_schema":
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": ask.name, "schema": ask.schema},
+            }
+        }
+    if form == "json_object_schema":  # llama.cpp's server: a grammar from the schema
+        return {"response_format": {"type": "json_object", "schema": ask.schema}}
+    if form == "json_object":
+        return {"response_format": {"type": "json_object"}}
+    return {}
+
+
+def retry_after(error: BaseException) -> float | None:
+    """Seconds a server asked us to wait (Retry-After / retry-after-ms), if it said."""
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def about_format(error: BaseException) -> bool:
+    """A refusal of the response format (a server without this form of structured output)."""
+    text = str(getattr(error, "body", "") or "") + " " + str(error)
+    return getattr(error, "status_code", None) in (400, 422, 500) and bool(
+        re.search(r"response_format|json_schema", text, re.I)
+    )
+
+
+def cause(error: BaseException, timeout: float) -> str:
+    """Why a request failed, in words that do not vary from one request to the next (the
+    summary counts failures by them)."""
+    import openai
+
+    if isinstance(error, openai.APITimeoutError):
+        return f"no reply within {timeout:g} s (--timeout)"
+    if isinstance(error, openai.APIConnectionError):
+        return _connection_cause(error)
+    if isinstance(error, openai.APIStatusError):
+        body = error.body  # the server's error object, or its text when it is not JSON
+        said = body.get("message", jsontext.dumps(body)) if isinstance(body, dict) else body
+        said = one_line(Exception(said))[:100] if isinstance(said, str) and said.strip() else ""
+        return f"HTTP {error.status_code}" + (f": {said}" if said else "")
+    return one_line(error)
+
+
+def _connection_cause(error: BaseException) -> str:
+    chain, seen = [], error
+    while seen is not None and len(chain) < 10:  # the SDK wraps httpx wraps httpcore wraps OSError
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for link in reversed(chain):
+        if isinstance(link, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(link, socket.gaierror):
+            return f"host not found: {link.strerror.lower()}"
+        if isinstance(link, OSError) and link.strerror:
+            return link.strerror[:1].lower() + link.strerror[1:]
+    if any(type(link).__name__ in ("RemoteProtocolError", "ReadError") for link in chain):
+        return "the connection closed before the reply was complete"
+    return one_line(chain[-1])
+
+
+def bad_body(error: BaseException) -> str:
+    """A 200 whose body is not a chat completion, described."""
+    if isinstance(error, json.JSONDecodeError):
+        if not error.doc.strip():
+            return "an empty body instead of a chat completion"
+        return "a body that is not JSON (cut off or garbled) instead of a chat completion"
+    return one_line(error)
+
+
+def reply_value(response: Any) -> dict[str, Any]:
+    """What the cache keeps of a completion: its text, why it stopped, its token usage."""
+    if isinstance(response, str):  # the SDK hands back a body that is not JSON as text
+        what = "an HTML page" if response.lstrip().startswith("<") else "text"
+        raise BadResponse(f"{what} instead of a chat completion ({response.strip()[:40]!r})")
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise BadResponse(f"not a chat completion: {str(response)[:80]!r}")
+    message = getattr(choices[0], "message", None)
+    if message is not None:
+        content = getattr(message, "content", None)
+    else:  # a plain completion (/completions) has its text on the choice
+        content = getattr(choices[0], "text", None)
+    if content is None:
+        raise BadResponse("a completion without message content")
+    usage = getattr(response, "usage", None)
+    return {
+        "content": content,
+        "finish_reason": choices[0].finish_reason,
+        "prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
+        "completion_tokens": getattr(usage, "completion_tokens", 0) or 0,
+    }
+
+
+def one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text[:300]
