@@ -22,9 +22,9 @@ from typing import Any
 from generator import generators, outputs
 from generator.calibration import Gather, Reliability, terminal_line
 from generator.calibration import section as knowledge_section
+from generator.manifest import tally
 from generator.plots import draw
 from generator.plots import order as _order
-from generator.run import tally
 from generator.runfolder import CANDIDATES, Run
 
 SAMPLES = 3

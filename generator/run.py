@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import platform
 import random
 import time
 from collections import Counter, deque
@@ -17,16 +16,26 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from generator import __version__, annotations, backends, generators, jsontext, scoring
+from generator import annotations, backends, generators, jsontext, scoring
 from generator.checks import BANK as CHECKS_BANK
 from generator.checks import Checker
 from generator.errors import ConfigError, EndpointError
 from generator.generators import quota_key  # re-exported: a partner row counts toward its owner
 from generator.io import input_stats, iter_seeds
+from generator.manifest import (
+    build_manifest,
+    plain,
+    redact,
+    request_summary,
+    settled,
+    tally,
+    token_usage,
+    unusable,
+)
 from generator.runfolder import CANDIDATES, DATASET, REFERENCE, RunFolder, iter_rows
 from generator.select import NearDuplicates, select
 from generator.templates import Prompts
-from generator.values import REQUEST_FAILED, Example, Seed, Skip
+from generator.values import Example, Seed, Skip
 
 
 @dataclass(frozen=True)
@@ -101,41 +110,6 @@ class RunResult:
     def request_failures(self) -> dict[str, int]:
         """Requests that got no answer, by why; the same command asks them again."""
         return self.counts.get("request_failures", {})
-
-
-def tally(rows: Iterable[dict[str, Any]], counts: dict[str, Counter] | None = None):
-    """Counts per behavior and reason from candidate rows (one definition for all reports);
-    `request_failures` counts the requests that got no answer by why."""
-    kinds = ("candidates", "selected", "dropped", "skipped", "failed", "request_failures")
-    counts = counts if counts is not None else {k: Counter() for k in kinds}
-    for row in rows:
-        behavior = row["behavior"]
-        status = row.get("status")
-        if status in ("skipped", "failed"):
-            counts[status][f"{behavior}:{row['reason']}"] += 1
-            if row["reason"] == REQUEST_FAILED:
-                counts["request_failures"][row.get("detail") or "unknown"] += 1
-            continue
-        counts["candidates"][behavior] += 1
-        if status == "selected":
-            counts["selected"][behavior] += 1
-        else:
-            counts["dropped"][row.get("drop_reason") or "unknown"] += 1
-    return counts
-
-
-def _plain(counts: dict[str, Counter]) -> dict[str, dict[str, int]]:
-    return {k: dict(sorted(v.items())) for k, v in counts.items()}
-
-
-def _settled(candidate_rows: list[dict]) -> bool:
-    """A seed none of whose requests failed; an unsettled one is done again on resume."""
-    return not any(r.get("reason") == REQUEST_FAILED for r in candidate_rows)
-
-
-def _unusable(counts: dict[str, dict[str, int]]) -> int:
-    """Replies that came back but could not be used (failed rows other than no answer)."""
-    return sum(v for k, v in counts["failed"].items() if not k.endswith(":" + REQUEST_FAILED))
 
 
 class Pipeline:
@@ -501,10 +475,10 @@ def generate(
             None,
             total,
             0,
-            _plain(counts),
+            plain(counts),
             time.time() - started,
             status="dry-run",
-            requests=_requests(stats, config),
+            requests=request_summary(stats, config),
         )
 
     folder = RunFolder(path, fingerprint, inputs=config.seeds)
@@ -518,8 +492,8 @@ def generate(
 
     def write(rows: tuple[list, list]) -> None:
         if stats is not None:
-            folder.carried = {"usage": _usage(stats, carried)}
-        folder.write(*rows, settled=_settled(rows[1]))
+            folder.carried = {"usage": token_usage(stats, carried)}
+        folder.write(*rows, settled=settled(rows[1]))
         noted()
 
     def keep_reference(reference: scoring.Reference) -> None:
@@ -551,15 +525,15 @@ def generate(
     finally:
         try:
             if stats is not None:
-                folder.carried = {"usage": _usage(stats, carried)}
+                folder.carried = {"usage": token_usage(stats, carried)}
                 pipeline.backend.cache.close()
             folder.checkpoint()
-            counts = _plain(tally(iter_rows(folder.path / CANDIDATES)))
+            counts = plain(tally(iter_rows(folder.path / CANDIDATES)))
             if status == "complete" and counts["request_failures"] and not counts["candidates"]:
                 status = "failed"  # no row could be made because requests failed
             seconds = time.time() - started
-            requests = _requests(stats, config)
-            manifest = _manifest(
+            requests = request_summary(stats, config)
+            manifest = build_manifest(
                 config,
                 pipeline,
                 redact(command, api_key),
@@ -571,7 +545,7 @@ def generate(
                 resumed_from,
                 started,
                 seconds,
-                _usage(stats, carried),
+                token_usage(stats, carried),
                 requests,
             )
             folder.write_manifest(manifest)
@@ -581,7 +555,7 @@ def generate(
         failures = counts["request_failures"]
         causes = dict(sorted(failures.items(), key=lambda kv: -kv[1])[:3])
         raise EndpointError(
-            pipeline.backend.failed_message(sum(failures.values()), causes, _unusable(counts))
+            pipeline.backend.failed_message(sum(failures.values()), causes, unusable(counts))
         )
     return RunResult(
         folder.path,
@@ -594,121 +568,3 @@ def generate(
         requests=requests,
         retried=folder.retried,
     )
-
-
-def _usage(stats, carried: dict[str, int]) -> dict[str, int]:
-    """Tokens the run has spent, across every resume (carried in the journal)."""
-    prompt = carried.get("prompt", 0) + (stats.prompt_tokens if stats else 0)
-    completion = carried.get("completion", 0) + (stats.completion_tokens if stats else 0)
-    return {"prompt": prompt, "completion": completion}
-
-
-def _requests(stats, config: RunConfig) -> dict[str, Any] | None:
-    """What this invocation asked of the endpoint (None offline)."""
-    if stats is None:
-        return None
-    from generator.backends.openai import estimate_cost
-
-    out = {
-        "requests": stats.requests,
-        "sent": stats.sent,
-        "cached": stats.cached,
-        "retries": stats.retries,
-        "reasks": stats.reasks,
-        "failed": stats.failed,
-        "errors": dict(sorted(stats.errors.items())),
-        "circuit_openings": stats.circuit_openings,
-    }
-    if stats.estimated_prompt_tokens:
-        out["estimated_prompt_tokens"] = stats.estimated_prompt_tokens
-        out["estimated_prompt_cost_usd"] = estimate_cost(
-            config.model, stats.estimated_prompt_tokens
-        )
-    return out
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"hedgerow": __version__, "python": platform.python_version()}
-    for package in ("jinja2", "click", "datasets", "openai", "tenacity", "rich"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = None
-    return found
-
-
-def redact(argv: list[str] | None, secret: str | None = None) -> list[str] | None:
-    """A command line with secret values blanked (an API key is never written anywhere)."""
-    if argv is None:
-        return None
-    out, hide = [], False
-    for arg in argv:
-        if hide:
-            out.append("***")
-            hide = False
-        elif arg.startswith("--api-key="):
-            out.append("--api-key=***")
-        else:
-            hide = arg == "--api-key"
-            out.append(arg.replace(secret, "***") if secret else arg)
-    return out
-
-
-def _manifest(
-    config: RunConfig,
-    pipeline: Pipeline,
-    command: list[str] | None,
-    fingerprint: str,
-    counts: dict,
-    status: str,
-    total: int,
-    done: int,
-    resumed_from: int,
-    started: float,
-    seconds: float,
-    usage: dict[str, int],
-    requests: dict[str, Any] | None,
-) -> dict[str, Any]:
-    selected = counts["selected"]
-    processed = done - resumed_from
-    return {
-        "hedgerow": __version__,
-        "status": status,
-        "command": command,  # already redacted
-        "config": asdict(config),
-        "fingerprint": fingerprint,
-        "versions": _versions(),
-        "templates": pipeline.template_hashes,
-        "scorer": (
-            {
-                **pipeline.scorer.describe(),
-                "reference": pipeline.reference.summary(),
-                "cutoff_nll": pipeline.reference.cutoff(config.fit_threshold),
-            }
-            if pipeline.scorer is not None and pipeline.reference is not None
-            else None
-        ),
-        # the target model's knowledge, measured (None with --probe none or a dry run)
-        "probe": pipeline.knowledge.describe(),
-        "seeds": {"total": total, "done": done, "resumed_from": resumed_from},
-        "input_errors": {
-            "skipped_rows": pipeline.input_error_count,
-            "first": pipeline.input_errors,  # at most LISTED_ERRORS
-        },
-        "counts": counts,
-        # whole pairs kept, over every behavior that pairs its rows
-        "pairs": sum(
-            min(selected.get(g.name, 0), selected.get(g.partner, 0))
-            for g in pipeline.generators
-            if g.partner
-        ),
-        "token_usage": usage,
-        "requests": requests,
-        "timings": {
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-            "seconds": round(seconds, 3),
-            "seeds_per_second": round(processed / seconds, 2) if seconds > 0 else None,
-        },
-    }

@@ -359,6 +359,13 @@ def test_importing_the_cli_and_report_loads_no_matplotlib():
     assert out.stdout.strip() == "False"
 
 
+def test_the_report_does_not_import_the_orchestrator():
+    # its counts come from generator.manifest, not from the module that runs a run
+    code = "import sys, generator.report; print('generator.run' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_report_renders_in_headless_chromium(scored, probed, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     chromium = shutil.which("chromium")

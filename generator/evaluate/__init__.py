@@ -291,7 +291,7 @@ def evaluate(
         reused=reused,
         failures=causes,
     )
-    from generator.run import redact
+    from generator.manifest import redact
 
     _write_result(result, rows, sets, redact(command, api_key))
     if not any((text or "").strip() for text in texts.values()):
