@@ -45,6 +45,7 @@ GROUP = "hedgerow.generators"  # the entry point group every generator comes in 
 SHARED_CHECKS = "checks.toml"  # cues every behavior may use (and `hedgerow eval` uses)
 _REGISTRY: dict[str, type[Generator]] = {}
 _loaded = False
+_owners: dict[str, type[Generator]] | None = None  # row behavior -> its generator, cached
 
 
 @dataclass
@@ -121,12 +122,17 @@ class Generator:
         beyond the checks every row gets (generator.checks); empty when it passes."""
         return []
 
-    def setting(self, key: str, default: Any = None) -> Any:
-        """A value from this behavior's checks.toml, else the shared one, else `default`."""
+    def _bank_with(self, key: str) -> str | None:
+        """This behavior's checks.toml if it holds `key`, else the shared one if it does."""
         for bank in (self.checks_bank, SHARED_CHECKS):
             if self.prompts.has(bank) and key in self.prompts.bank(bank):
-                return self.prompts.bank(bank)[key]
-        return default
+                return bank
+        return None
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A value from this behavior's checks.toml, else the shared one, else `default`."""
+        bank = self._bank_with(key)
+        return default if bank is None else self.prompts.bank(bank)[key]
 
     def cues(self, key: str) -> tuple[re.Pattern, ...]:
         """The compiled patterns under `key` in this behavior's checks.toml, else in the
@@ -134,14 +140,7 @@ class Generator:
         if key not in self._cues:
             from generator.errors import TemplateError
 
-            bank = next(
-                (
-                    b
-                    for b in (self.checks_bank, SHARED_CHECKS)
-                    if self.prompts.has(b) and key in self.prompts.bank(b)
-                ),
-                None,
-            )
+            bank = self._bank_with(key)
             if bank is None:
                 raise TemplateError(
                     f"{self.name}: no {key!r} cues in {self.checks_bank} or {SHARED_CHECKS}; "
@@ -313,7 +312,9 @@ def register(cls: type[Generator]) -> type[Generator]:
     name = getattr(cls, "name", None)
     if not (isinstance(name, str) and name.isidentifier()):
         raise ConfigError(f"{cls.__qualname__}: a generator's name must be an identifier")
+    global _owners
     _REGISTRY[name] = cls
+    _owners = None  # asked for per row: rebuilt once after the registry changes
     return cls
 
 
@@ -360,10 +361,12 @@ def registry() -> dict[str, type[Generator]]:
 
 def owner(behavior: str) -> type[Generator] | None:
     """The generator that makes rows of `behavior` (its own or its partner's)."""
-    for cls in registry().values():
-        if behavior in cls.behaviors():
-            return cls
-    return None
+    global _owners
+    if _owners is None:
+        _owners = {}
+        for cls in reversed(registry().values()):  # the first in order wins a clash
+            _owners.update(dict.fromkeys(cls.behaviors(), cls))
+    return _owners.get(behavior)
 
 
 def quota_key(behavior: str) -> str:

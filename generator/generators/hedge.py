@@ -10,6 +10,7 @@ or `--probe none`) gets a hedge that states no number.
 from __future__ import annotations
 
 import random
+from functools import cached_property
 
 from pydantic import BaseModel, Field
 
@@ -175,14 +176,19 @@ class Hedge(Generator):
     def cue_keys(self) -> tuple[str, ...]:
         return ("hedge",)
 
+    @cached_property
+    def _overlap(self) -> tuple[float, frozenset[str]]:
+        """How much of the reference a rewording keeps, and the words that are not names."""
+        common = frozenset(w.lower() for w in self.setting("common_words", []))
+        return self.setting("hedge_min_overlap", 0.5), common
+
     def check(self, example: Example, reference: str | None) -> list[str]:
         """A hedge carries a hedge cue, keeps the reference's content, and states no
         confidence but the one the probe measured (none when nothing measured it)."""
         failures = []
         if not any(p.search(example.response) for p in self.cues("hedge")):
             failures.append("hedge_without_cue")
-        min_overlap = self.setting("hedge_min_overlap", 0.5)
-        common = frozenset(w.lower() for w in self.setting("common_words", []))
+        min_overlap, common = self._overlap
         if not reference or not keeps_content(reference, example.response, min_overlap, common):
             failures.append("hedge_changed_reference")
         confidence = example.attributes.get("confidence")
