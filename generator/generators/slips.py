@@ -239,7 +239,8 @@ def _slips(step: Step, kind: str, right: Decimal, ops: set[str]):
                 yield moved, needed
     elif kind == "dropped_zero":
         whole, _, cents = digits.partition(".")
-        if len(cents) == 2 and cents[0] == "0" and cents[1] != "0":  # 9.05 written 9.5
+        # 9.05 written 9.5; not 9.01 as 9.1, nine cents off: a slip is a tenth or more
+        if len(cents) == 2 and cents[0] == "0" and cents[1] not in "01":
             yield Decimal(f"{whole}.{cents[1]}"), 1
     elif kind == "rounding" and right >= 1:
         rounded = right.quantize(Decimal(1), rounding=ROUND_HALF_UP)  # 9.45 as 9
