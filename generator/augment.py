@@ -19,6 +19,7 @@ as two rows and never splits them. `--shuffle` mixes the new rows in (determinis
 from __future__ import annotations
 
 import csv
+import json
 import random
 import re
 from collections.abc import Iterable
@@ -27,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from generator import generators, jsontext, outputs
-from generator.errors import ConfigError, InputError
+from generator.errors import ConfigError, InputError, param
 from generator.generators import default_mix, owner, quota_key
 from generator.io import OnError, Shape, detect_shape, iter_seeds, load_json, records
 from generator.run import RunConfig, RunResult, generate
 from generator.runfolder import Run
+from generator.shapes import ASSISTANT_ROLES, USER_ROLES, with_response
 from generator.templates import Prompts
 
 _BOM = b"\xef\xbb\xbf"
@@ -47,30 +49,43 @@ _SUFFIXES = {
 def parse_mix(text: str) -> dict[str, float]:
     """`hedge=0.2,refusal=0.1` -> {"hedge": 0.2, "refusal": 0.1}."""
     mix: dict[str, float] = {}
-    known = generators.registry()
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
         key, eq, value = part.partition("=")
         key = key.strip()
         if not eq:
-            raise ConfigError(f"--mix: {part!r} has no '='; write it as {key or 'hedge'}=0.1")
-        if key not in known:
             raise ConfigError(
-                f"--mix: unknown behavior {key!r}; use {', '.join(sorted(known))} "
-                "(a refusal's contrast comes with it)"
+                f"{param('mix')}: {part!r} has no '='; write it as {key or 'hedge'}=0.1"
             )
         try:
-            share = float(value)
+            mix[key] = float(value)
         except ValueError:
+            check_mix({key: 0.0}, empty_ok=True)  # an unknown behavior is the first thing to say
             raise ConfigError(
-                f"--mix: {key}={value!r} is not a number; write e.g. {key}=0.1"
+                f"{param('mix')}: {key}={value!r} is not a number; write e.g. {key}=0.1"
             ) from None
+    return check_mix(mix)
+
+
+def check_mix(mix: dict[str, float], empty_ok: bool = False) -> dict[str, float]:
+    """The mix, if every key is an installed behavior and every share a finite number >= 0
+    with one above 0; else a one-line error that says how to write it."""
+    known = generators.registry()
+    for key, share in mix.items():
+        if key not in known:
+            raise ConfigError(
+                f"{param('mix')}: unknown behavior {key!r}; use {', '.join(sorted(known))} "
+                "(a refusal's contrast comes with it)"
+            )
         if not share >= 0 or share == float("inf"):
-            raise ConfigError(f"--mix: {key}={value} is negative or not finite; use 0 or more")
-        mix[key] = share
-    if not any(mix.values()):
-        raise ConfigError(f"--mix asks for no rows; give at least one share, e.g. {default_mix()}")
+            raise ConfigError(
+                f"{param('mix')}: {key}={share:g} is negative or not finite; use 0 or more"
+            )
+    if not empty_ok and not any(mix.values()):
+        raise ConfigError(
+            f"{param('mix')} asks for no rows; give at least one share, e.g. {default_mix()}"
+        )
     return mix
 
 
@@ -85,7 +100,8 @@ def targets(mix: dict[str, float], rows: int, prompts: Prompts) -> dict[str, int
         most = per * rows
         if count > most:
             raise ConfigError(
-                f"--mix {gen.name}={mix[gen.name]:g} asks for {count} rows, but {rows} rows "
+                f"{param('mix')} {gen.name}={mix[gen.name]:g} asks for {count} rows, but "
+                f"{rows} rows "
                 f"can give at most {most} {gen.name} rows ({gen.name}={per:g} at most); "
                 "lower it"
             )
@@ -122,14 +138,16 @@ class Layout:
             row[shape.id] = row_id
         return row
 
+    def replace(self, row: dict[str, Any], response: str) -> dict[str, Any]:
+        """An input row with its response rewritten (a `replaces` behavior's row)."""
+        return with_response(row, self.shape, response)
+
     def _turns(self, prompt: str, response: str) -> list[dict[str, str]]:
         turns = [t for t in self.first.get(self.shape.prompt) or [] if isinstance(t, dict)]
         role, text = ("from", "value") if turns and "from" in turns[0] else ("role", "content")
         roles = [str(t.get(role, "")) for t in turns]
-        user = next((r for r in roles if r.lower() in ("user", "human")), None)
-        assistant = next(
-            (r for r in roles if r.lower() in ("assistant", "gpt", "model", "bot")), None
-        )
+        user = next((r for r in roles if r.lower() in USER_ROLES), None)
+        assistant = next((r for r in roles if r.lower() in ASSISTANT_ROLES), None)
         if role == "from":
             user, assistant = user or "human", assistant or "gpt"
         # a dataset that opens every conversation with a system turn keeps it
@@ -220,15 +238,43 @@ def _id_maker(layout: Layout, chosen: list[dict]) -> list[Any]:
     return list(ids) if numeric else [str(i) for i in ids]
 
 
-def _mixed(items: list, new: list, shuffle: bool, seed: int) -> list:
+@dataclass(frozen=True)
+class Edit:
+    """What a writer does to the input: rows to add, responses to rewrite (by the record
+    they rewrite, see `_position`), and whether and how to shuffle."""
+
+    new: list[dict]
+    replaced: dict[int, str]
+    shuffle: bool
+    seed: int
+
+
+def _mixed(items: list, new: list, edit: Edit) -> list:
+    """The items, then the new ones, shuffled together with --shuffle."""
     out = items + new
-    if shuffle:
-        random.Random(f"shuffle\x1f{seed}").shuffle(out)
+    if edit.shuffle:
+        random.Random(f"shuffle\x1f{edit.seed}").shuffle(out)
     return out
 
 
-def _write_lines(layout: Layout, new: list[dict], tmp: Path, shuffle: bool, seed: int) -> None:
-    """JSONL and CSV: the original bytes stay as they are; new lines follow (or mix in)."""
+def _position(where: str) -> int:
+    """The record a reader's `where` names, counted from 1: the line of a JSONL or CSV
+    file ("f.jsonl:3"), else the item or row ("f.json: item 2", "f.parquet: row 7")."""
+    return int(re.split(r"[: ]", where)[-1])
+
+
+def _edited(layout: Layout, items: list[dict], replaced: dict[int, str]) -> list[dict]:
+    """Items (in file order, the first numbered 1) with their rewritten responses."""
+    return [
+        layout.replace(item, replaced[i]) if i in replaced else item
+        for i, item in enumerate(items, 1)
+    ]
+
+
+def _write_lines(layout: Layout, edit: Edit, tmp: Path) -> None:
+    """JSONL and CSV: the original bytes stay as they are; new lines follow (or mix in).
+    A rewritten JSONL row is that one line written again; a CSV with rewritten rows is
+    written again whole (the csv module's quoting)."""
     raw = layout.path.read_bytes()
     if layout.kind == "csv":
         delimiter = "\t" if layout.path.suffix.lower() == ".tsv" else ","
@@ -241,13 +287,17 @@ def _write_lines(layout: Layout, new: list[dict], tmp: Path, shuffle: bool, seed
         writer = csv.DictWriter(
             buf, fieldnames=layout.columns, delimiter=delimiter, lineterminator=ending
         )
-        for row in new:
+        for row in edit.new:
             writer.writerow(row)
         added = buf.getvalue()
-        if shuffle:  # whole records, quoted newlines included
+        if edit.replaced:
+            body = _csv_replaced(layout, text, edit.replaced, delimiter, ending)
+            bom = _BOM if raw.startswith(_BOM) else b""
+            raw = bom + (header + "\n" + body).encode("utf-8")
+        if edit.shuffle:  # whole records, quoted newlines included
             rows = list(csv.reader(io.StringIO(body), delimiter=delimiter))
             rows += list(csv.reader(io.StringIO(added), delimiter=delimiter))
-            random.Random(f"shuffle\x1f{seed}").shuffle(rows)
+            random.Random(f"shuffle\x1f{edit.seed}").shuffle(rows)
             buf = io.StringIO()
             csv.writer(buf, delimiter=delimiter, lineterminator=ending).writerows(rows)
             blob = (header + "\n" + buf.getvalue()).encode("utf-8")
@@ -255,21 +305,45 @@ def _write_lines(layout: Layout, new: list[dict], tmp: Path, shuffle: bool, seed
             blob = raw + (b"" if raw.endswith(b"\n") else ending.encode()) + added.encode()
     else:
         bom = _BOM if raw.startswith(_BOM) else b""  # stays at the front, even shuffled
-        lines = [line for line in raw[len(bom) :].splitlines(keepends=True) if line.strip()]
-        if lines and not lines[-1].endswith(b"\n"):
-            lines[-1] += b"\n"
-        added = [jsontext.dumps(r, ensure_ascii=False).encode() + b"\n" for r in new]
-        blob = bom + b"".join(_mixed(lines, added, shuffle, seed))
+        lines = raw[len(bom) :].split(b"\n")  # as the reader numbers them
+        for number in edit.replaced:
+            line = lines[number - 1]
+            end = b"\r" if line.endswith(b"\r") else b""
+            row = layout.replace(json.loads(line), edit.replaced[number])
+            lines[number - 1] = jsontext.dumps(row, ensure_ascii=False).encode() + end
+        lines = [line + b"\n" for line in lines if line.strip()]  # the last one ended too
+        added = [jsontext.dumps(r, ensure_ascii=False).encode() + b"\n" for r in edit.new]
+        blob = bom + b"".join(_mixed(lines, added, edit))
     tmp.write_bytes(blob)
 
 
-def _write_json(layout: Layout, new: list[dict], tmp: Path, shuffle: bool, seed: int) -> None:
+def _csv_replaced(
+    layout: Layout, text: str, replaced: dict[int, str], delimiter: str, ending: str
+) -> str:
+    """A CSV's records after its header, with the rewritten responses, written again;
+    a record is numbered by the line it ends on, as the reader numbers it."""
+    import io
+
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = next(reader)
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter=delimiter, lineterminator=ending)
+    for record in reader:
+        number = reader.line_num
+        if number in replaced and len(record) == len(header):
+            row = layout.replace(dict(zip(header, record, strict=True)), replaced[number])
+            record = list(row.values())
+        writer.writerow(record)
+    return buf.getvalue()
+
+
+def _write_json(layout: Layout, edit: Edit, tmp: Path) -> None:
     """A JSON list written back in its own style: indentation (spaces or tabs),
     separators, ASCII escapes and byte-order mark."""
     raw = layout.path.read_bytes()
     bom = _BOM if raw.startswith(_BOM) else b""
     text = raw[len(bom) :].decode("utf-8")
-    items = load_json(text, layout.path)
+    items = _edited(layout, load_json(text, layout.path), edit.replaced)
     after = text.lstrip()[1:]
     head = text[:4096]
     indent = None
@@ -280,7 +354,7 @@ def _write_json(layout: Layout, new: list[dict], tmp: Path, shuffle: bool, seed:
     comma = "," if indent is not None or not re.search(r"[}\]\"\d],\s", head) else ", "
     escaped = text.isascii() and "\\u" in text
     body = jsontext.dumps(
-        _mixed(items, new, shuffle, seed),
+        _mixed(items, edit.new, edit),
         ensure_ascii=escaped,
         indent=indent,
         separators=(comma, colon),
@@ -288,21 +362,24 @@ def _write_json(layout: Layout, new: list[dict], tmp: Path, shuffle: bool, seed:
     tmp.write_bytes(bom + (body + "\n").encode("utf-8"))
 
 
-def _write_parquet(layout: Layout, new: list[dict], tmp: Path, shuffle: bool, seed: int) -> None:
+def _write_parquet(layout: Layout, edit: Edit, tmp: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pq.read_table(layout.path)
-    added = pa.Table.from_pylist(new, schema=table.schema)
+    if edit.replaced:
+        rows = _edited(layout, table.to_pylist(), edit.replaced)
+        table = pa.Table.from_pylist(rows, schema=table.schema)
+    added = pa.Table.from_pylist(edit.new, schema=table.schema)
     table = pa.concat_tables([table, added])
-    if shuffle:
+    if edit.shuffle:
         order = list(range(table.num_rows))
-        random.Random(f"shuffle\x1f{seed}").shuffle(order)
+        random.Random(f"shuffle\x1f{edit.seed}").shuffle(order)
         table = table.take(order)
     pq.write_table(table, tmp)
 
 
-def _write_disk(layout: Layout, new: list[dict], tmp: Path, shuffle: bool, seed: int) -> None:
+def _write_disk(layout: Layout, edit: Edit, tmp: Path) -> None:
     import datasets
 
     datasets.disable_progress_bars()
@@ -313,11 +390,21 @@ def _write_disk(layout: Layout, new: list[dict], tmp: Path, shuffle: bool, seed:
         table = loaded[split]
     else:
         table = loaded
-    added = datasets.Dataset.from_list(new, features=table.features)
-    table = datasets.concatenate_datasets([table, added])
-    if shuffle:
+    if edit.replaced:
+        table = table.map(
+            lambda row, i: (
+                layout.replace(row, edit.replaced[i + 1]) if i + 1 in edit.replaced else row
+            ),
+            with_indices=True,
+            features=table.features,
+            load_from_cache_file=False,
+        )
+    if edit.new:
+        added = datasets.Dataset.from_list(edit.new, features=table.features)
+        table = datasets.concatenate_datasets([table, added])
+    if edit.shuffle:
         order = list(range(len(table)))
-        random.Random(f"shuffle\x1f{seed}").shuffle(order)
+        random.Random(f"shuffle\x1f{edit.seed}").shuffle(order)
         table = table.select(order)
     if split is not None:
         loaded[split] = table
@@ -346,6 +433,12 @@ class AugmentResult:
     added: dict[str, int]  # rows added per mix key
     wanted: dict[str, int]
     short: dict[str, int] = field(default_factory=dict)  # mix keys that got fewer rows
+    rewritten: dict[str, int] = field(default_factory=dict)  # a `replaces` behavior's rows
+
+
+def _replaces(row: dict[str, Any]) -> bool:
+    made_by = owner(row["behavior"])
+    return made_by is not None and made_by.replaces
 
 
 def default_output(dataset: Path) -> Path:
@@ -363,6 +456,7 @@ def augment(
     **run_options: Any,
 ) -> AugmentResult:
     """Generate `mix` from the dataset `config.seeds[0]` and write it out augmented."""
+    check_mix(mix)
     if len(config.seeds) != 1:
         raise ConfigError("augment takes one dataset; merge the files first")
     source = Path(config.seeds[0])
@@ -395,7 +489,7 @@ def augment(
     behaviors = tuple(name for name, count in wanted.items() if count > 0)
     if not behaviors:
         raise ConfigError(
-            f"--mix {','.join(f'{k}={v:g}' for k, v in mix.items())} gives 0 rows for "
+            f"{param('mix')} {','.join(f'{k}={v:g}' for k, v in mix.items())} gives 0 rows for "
             f"{rows} rows (each share rounds down to nothing); raise a share"
         )
     config = replace(
@@ -405,14 +499,27 @@ def augment(
     if result.status != "complete":  # interrupted: the run folder resumes, nothing to write
         return AugmentResult(target, result, rows, {}, wanted)
     chosen = pick(Run(result.path).rows(), wanted)
+    # a `replaces` behavior's row is written over the input row it rewrote, the rest added
+    rewrites = [r for r in chosen if _replaces(r)]
+    chosen = [r for r in chosen if not _replaces(r)]
+    replaced = {
+        _position(r["provenance"]["seed_source"]): r["messages"][-1]["content"] for r in rewrites
+    }
     ids = _id_maker(shape, chosen)
     new = [
         shape.new_row(r["messages"][0]["content"], r["messages"][-1]["content"], i)
         for r, i in zip(chosen, ids, strict=True)
     ]
-    outputs.write(target, lambda tmp: _WRITERS[shape.kind](shape, new, tmp, shuffle, config.seed))
-    added = {name: 0 for name in wanted}
+    outputs.write(
+        target,
+        lambda tmp: _WRITERS[shape.kind](shape, Edit(new, replaced, shuffle, config.seed), tmp),
+    )
+    added = {name: 0 for name in wanted if not owner(name).replaces}
+    rewritten = {name: 0 for name in wanted if owner(name).replaces}
     for row in chosen:
         added[quota_key(row["behavior"])] += 1
-    short = {k: v - added[k] for k, v in wanted.items() if added[k] < v}
-    return AugmentResult(target, result, rows, added, wanted, short)
+    for row in rewrites:
+        rewritten[quota_key(row["behavior"])] += 1
+    made = {**added, **rewritten}
+    short = {k: v - made[k] for k, v in wanted.items() if made[k] < v}
+    return AugmentResult(target, result, rows, added, wanted, short, rewritten)

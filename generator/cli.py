@@ -34,15 +34,30 @@ from generator.options import (
 )
 
 
+def _flags(command: click.Command) -> dict[str, str]:
+    """The command's flag for each library parameter it sets (`base_urls`: `--base-url`)."""
+    flags = {}
+    for p in command.params:
+        if isinstance(p, click.Option):
+            flags[p.name] = max(p.opts, key=lambda o: (o.startswith("--"), len(o)))
+        else:
+            flags[p.name] = p.human_readable_name
+    return flags
+
+
 def _errors(fn):
-    """Typed library errors become one-line click errors (exit 1), in one place."""
+    """Typed library errors become one-line click errors (exit 1), in one place; the
+    parameters a message names are shown as this command's flags."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except HedgerowError as e:
-            raise click.ClickException(str(e)) from None
+            flags = _flags(click.get_current_context().command)
+            raise click.ClickException(
+                e.show(lambda name: flags.get(name, "--" + name.replace("_", "-")))
+            ) from None
 
     return wrapper
 
@@ -138,7 +153,8 @@ def generate(seeds, behaviors, dry_run, **options):
 @_errors
 def augment(dataset, output, mix, run_folder, shuffle, **options):
     """Add hedges, refusal pairs and near-misses to DATASET, written in its own format:
-    every original row unchanged, then the new rows."""
+    every original row unchanged, then the new rows (a behavior that rewrites answers
+    writes its rows over the rows it rewrote)."""
     from generator.augment import augment as run_augment
     from generator.augment import parse_mix
 
@@ -154,9 +170,14 @@ def augment(dataset, output, mix, run_folder, shuffle, **options):
             **_run_arguments(options["overwrite"]),
         )
     added = sum(result.added.values())
-    click.echo(f"{result.original} rows + {added} new -> {result.path}")
+    rewritten = sum(result.rewritten.values())
+    note = f" ({rewritten} rewritten)" if result.rewritten else ""
+    click.echo(f"{result.original} rows{note} + {added} new -> {result.path}")
     for name, wanted in result.wanted.items():
-        click.echo(f"  {name:<10} {result.added.get(name, 0):>6} added of {wanted}")
+        if name in result.rewritten:
+            click.echo(f"  {name:<10} {result.rewritten[name]:>6} rewritten of {wanted}")
+        else:
+            click.echo(f"  {name:<10} {result.added.get(name, 0):>6} added of {wanted}")
     click.echo(f"  run folder (every candidate, manifest): {result.run.path}")
     print_request_failures(result.run)
     skipped_rows = (result.run.manifest.get("input_errors") or {}).get("skipped_rows")
@@ -313,19 +334,20 @@ def eval_(seeds, compare, overwrite, **options):
     (ECE, Brier, AUROC), hedging and recovery, each with a 95% interval."""
     from rich.console import Console
 
-    from generator import evaluate
+    from generator.evaluate import EvalConfig, evaluate
+    from generator.evaluate import compare as compare_folders
     from generator.evaluate.page import compare_summary, summary
 
     if compare:
         if seeds or options["unanswerable"] or options["answerable"]:
             raise click.UsageError("--compare takes two eval folders and no SEEDS")
-        result = evaluate.compare(*compare, out=options["out"])
+        result = compare_folders(*compare, out=options["out"])
         Console(highlight=False).print(compare_summary(result), soft_wrap=True)
         click.echo(f"{result.common} questions asked of both; page -> {result.path}")
         return
     if not (seeds or options["unanswerable"] or options["answerable"]):
         raise click.UsageError("give SEEDS, --unanswerable or --answerable files, or --compare A B")
-    config = evaluate.EvalConfig(
+    config = EvalConfig(
         seeds=tuple(seeds),
         unanswerable=tuple(options.pop("unanswerable")),
         answerable=tuple(options.pop("answerable")),
@@ -333,7 +355,7 @@ def eval_(seeds, compare, overwrite, **options):
         **options,
     )
     with stoppable("every answer so far is kept"), Bar("evaluating") as bar:
-        result = evaluate.evaluate(
+        result = evaluate(
             config,
             progress=bar,
             **_run_arguments(overwrite),

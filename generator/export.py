@@ -22,15 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from generator import jsontext, outputs
-from generator.errors import HedgerowError
+from generator.errors import ExportError, param
 from generator.runfolder import Run, dumps
 from generator.values import turns as _turns
 
 FORMATS = ("openai", "alpaca", "sharegpt", "dpo", "hf")
-
-
-class ExportError(HedgerowError):
-    """An export that cannot be written."""
 
 
 def openai_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +180,7 @@ def export(
     if format not in FORMATS:
         raise ExportError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
     if push_to_hub and format != "hf":
-        raise ExportError("--push-to-hub needs --format hf")
+        raise ExportError(f"{param('push_to_hub')} needs {param('format')} hf")
     folder = Run(run)
     default = folder.path / ("hf" if format == "hf" else f"{format}.jsonl")
     target = outputs.check_target(

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from generator import annotations, backends, generators, jsontext, scoring
 from generator.checks import BANK as CHECKS_BANK
 from generator.checks import Checker
-from generator.errors import ConfigError, EndpointError
+from generator.errors import ConfigError, EndpointError, RunningLoopError, param
 from generator.generators import quota_key  # re-exported: a partner row counts toward its owner
 from generator.io import input_stats, iter_seeds
 from generator.manifest import (
@@ -33,9 +33,9 @@ from generator.manifest import (
     unusable,
 )
 from generator.runfolder import CANDIDATES, DATASET, REFERENCE, RunFolder, iter_rows
-from generator.select import NearDuplicates, select
+from generator.select import Decision, NearDuplicates, select
 from generator.templates import Prompts
-from generator.values import Example, Seed, Skip
+from generator.values import REQUEST_FAILED, Example, Seed, Skip
 
 
 @dataclass(frozen=True)
@@ -117,23 +117,27 @@ class Pipeline:
 
     def __init__(self, config: RunConfig, api_key: str | None = None, dry_run: bool = False):
         if config.on_error not in ("fail", "skip"):
-            raise ConfigError("--on-error must be fail or skip")
+            raise ConfigError(f"{param('on_error')} must be fail or skip")
         if config.candidates < 1:
-            raise ConfigError("--candidates must be at least 1")
+            raise ConfigError(f"{param('candidates')} must be at least 1")
         if config.backend == "openai" and not config.model:
-            raise ConfigError("--backend openai needs --model NAME (the endpoint's model id)")
+            raise ConfigError(
+                f"{param('backend')} openai needs {param('model')} NAME (the endpoint's model id)"
+            )
         if config.backend != "openai":
             for flag, value in (
-                ("--model", config.model),
-                ("--base-url", config.base_urls),
-                ("--concurrency", config.concurrency),
+                (param("model"), config.model),
+                (param("base_urls"), config.base_urls),
+                (param("concurrency"), config.concurrency),
             ):
                 if value:
-                    raise ConfigError(f"{flag} is for --backend openai; add --backend openai")
+                    raise ConfigError(
+                        f"{flag} is for {param('backend')} openai; add {param('backend')} openai"
+                    )
         if not 0 <= config.fit_threshold <= 1:
-            raise ConfigError("--fit-threshold must be a share between 0 and 1")
+            raise ConfigError(f"{param('fit_threshold')} must be a share between 0 and 1")
         if not 0 <= config.near_duplicates <= 1:
-            raise ConfigError("--near-duplicates must be a similarity between 0 and 1")
+            raise ConfigError(f"{param('near_duplicates')} must be a similarity between 0 and 1")
         self.config = config
         self.prompts = Prompts(config.prompts)
         # Dry runs render and check; they score and probe nothing, so they load no model.
@@ -171,7 +175,7 @@ class Pipeline:
 
             concurrency = config.concurrency or DEFAULT_CONCURRENCY
             if concurrency < 1:
-                raise ConfigError("--concurrency must be at least 1")
+                raise ConfigError(f"{param('concurrency')} must be at least 1")
             settings = Settings(
                 model=config.model,
                 base_urls=config.base_urls,
@@ -214,7 +218,7 @@ class Pipeline:
             except NotImplementedError:
                 raise ConfigError(
                     f"behavior {generator.name} has no model requests (no requests/parse); "
-                    "run it with --backend offline"
+                    f"run it with {param('backend')} offline"
                 ) from None
 
     def _skipped(self, error: Exception) -> None:
@@ -341,15 +345,21 @@ class Pipeline:
         cutoff = self.reference.cutoff(self.config.fit_threshold) if self.reference else None
         decisions = iter(select(checked, cutoff))
         candidate_rows, dataset_rows = [], []
-        for out in produced:
+        for generator, out in zip(wanted, produced, strict=True):
+            verdicts = []
             for item in [out] if isinstance(out, Skip) else out:
                 if isinstance(item, Skip):  # the generator's skip, or a failed request
                     candidate_rows.append(item.to_row())
+                    verdicts.append(item)
                     continue
                 decision = next(decisions)
                 candidate_rows.append(decision.to_row())
+                verdicts.append(decision)
                 if decision.selected:
                     dataset_rows.append(decision.example.to_row())
+            if kept := _fallback(generator, seed, reference, verdicts):
+                candidate_rows.append(kept.to_row())
+                dataset_rows.append(kept.example.to_row())
         return dataset_rows, candidate_rows
 
     async def drive(
@@ -424,6 +434,20 @@ class Pipeline:
                 await self.scorer.aclose()
 
 
+def _fallback(generator, seed: Seed, reference: str | None, verdicts: list) -> Decision | None:
+    """The generator's row for a seed it gave candidates (or unusable replies) but none
+    of which made the dataset; none while a request failed (the same command asks it
+    again) or when it skipped the seed outright."""
+    if not verdicts or any(isinstance(v, Decision) and v.selected for v in verdicts):
+        return None
+    if any(isinstance(v, Skip) and v.reason == REQUEST_FAILED for v in verdicts):
+        return None
+    if all(isinstance(v, Skip) and v.status == "skipped" for v in verdicts):
+        return None
+    example = generator.fallback(seed, reference, verdicts)
+    return Decision(example, (), True) if example is not None else None
+
+
 def default_out(config: RunConfig, fingerprint: str) -> Path:
     """outputs/<first input's name>-<fingerprint>: the same command finds the same folder."""
     stem = Path(config.seeds[0]).name.split(".")[0] or "run"
@@ -438,7 +462,35 @@ def generate(
     overwrite: bool = False,
     api_key: str | None = None,
 ) -> RunResult:
-    """Run (or resume) one generation run; returns where it wrote and what it counted."""
+    """Run (or resume) one generation run; returns where it wrote and what it counted.
+    Blocks until done; inside a running event loop (a notebook, an async app) it raises
+    RunningLoopError: await `agenerate` there, which takes the same arguments."""
+    blocking("generate", "agenerate")
+    return asyncio.run(agenerate(config, progress, command, dry_run, overwrite, api_key))
+
+
+def blocking(name: str, coroutine: str | None = None) -> None:
+    """Refuse a blocking call where an event loop already runs: `asyncio.run` cannot
+    start a second one, and waiting would stall the caller's loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    instead = f"await {coroutine}(...) instead" if coroutine else "call it from a thread"
+    raise RunningLoopError(
+        f"{name}() blocks, and an event loop is running here (a notebook, an async app); {instead}"
+    )
+
+
+async def agenerate(
+    config: RunConfig,
+    progress: Progress | None = None,
+    command: list[str] | None = None,
+    dry_run: bool = False,
+    overwrite: bool = False,
+    api_key: str | None = None,
+) -> RunResult:
+    """`generate` as a coroutine, for callers that run an event loop of their own."""
     from generator.backends.cache import FILE as CACHE_FILE
     from generator.backends.cache import ResponseCache
 
@@ -467,7 +519,7 @@ def generate(
             noted()
 
         try:
-            asyncio.run(pipeline.drive(0, count))
+            await pipeline.drive(0, count)
         finally:
             if pipeline.backend.cache is not None:
                 pipeline.backend.cache.close()
@@ -507,14 +559,12 @@ def generate(
     from generator.probe.store import ProbeStore
 
     try:
-        asyncio.run(
-            pipeline.drive(
-                resumed_from,
-                write,
-                keep_reference,
-                progress.say if progress else None,
-                probe_store=ProbeStore(folder.path) if pipeline.knowledge.probe else None,
-            )
+        await pipeline.drive(
+            resumed_from,
+            write,
+            keep_reference,
+            progress.say if progress else None,
+            probe_store=ProbeStore(folder.path) if pipeline.knowledge.probe else None,
         )
         status = "complete"
     except Exception:

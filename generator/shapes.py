@@ -100,8 +100,8 @@ def detect_shape(
     return Shape("columns", prompt, find(RESPONSE_COLUMNS), id_col)
 
 
-_USER_ROLES = {"user", "human"}
-_ASSISTANT_ROLES = {"assistant", "gpt", "model", "bot"}
+USER_ROLES = ("user", "human")  # a conversation's roles, lower-cased, as files spell them
+ASSISTANT_ROLES = ("assistant", "gpt", "model", "bot")
 
 
 def _turn_text(turn: Any, where: str) -> tuple[str, str]:
@@ -122,6 +122,23 @@ def _turn_text(turn: Any, where: str) -> tuple[str, str]:
     return role, content
 
 
+def with_response(row: dict[str, Any], shape: Shape, response: str) -> dict[str, Any]:
+    """`row` with its reference answer replaced by `response`, where `to_seed` read it
+    (the last assistant turn of a conversation); everything else as it was."""
+    row = dict(row)
+    if shape.name not in ("messages", "conversations"):
+        row[shape.response] = response
+        return row
+    turns = list(row[shape.prompt])
+    for i in reversed(range(len(turns))):
+        turn = turns[i]
+        if isinstance(turn, dict) and _turn_text(turn, "")[0] in ASSISTANT_ROLES:
+            turns[i] = {**turn, ("content" if "content" in turn else "value"): response}
+            break
+    row[shape.prompt] = turns
+    return row
+
+
 def _from_chat(turns: Any, field: str, where: str) -> tuple[str, str | None]:
     if not isinstance(turns, list):
         raise InputError(
@@ -129,10 +146,10 @@ def _from_chat(turns: Any, field: str, where: str) -> tuple[str, str | None]:
         )
     parsed = [_turn_text(t, where) for t in turns]
     last_assistant = max(
-        (i for i, (r, _) in enumerate(parsed) if r in _ASSISTANT_ROLES), default=None
+        (i for i, (r, _) in enumerate(parsed) if r in ASSISTANT_ROLES), default=None
     )
     before = parsed if last_assistant is None else parsed[:last_assistant]
-    user = next((c for r, c in reversed(before) if r in _USER_ROLES), None)
+    user = next((c for r, c in reversed(before) if r in USER_ROLES), None)
     if user is None:
         raise InputError(
             f"{where}: field '{field}' has no user turn; each conversation needs a user message"

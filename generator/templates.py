@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from generator.errors import TemplateError
+from generator.errors import TemplateError, param
 from generator.outputs import describe
 
 _HERE = Path(__file__).resolve().parent
@@ -107,7 +107,7 @@ class Prompts:
         self.overlay = Path(overlay) if overlay else None
         if self.overlay is not None and not self.overlay.is_dir():
             raise TemplateError(
-                f"--prompts {self.overlay}: not a folder; make one with "
+                f"{param('prompts')} {self.overlay}: not a folder; make one with "
                 "'hedgerow templates init DIR'"
             )
         self._banks: dict[str, dict[str, Any]] = {}

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from generator.errors import ConfigError
+from generator.errors import ConfigError, param
 
 BACKENDS = ("offline", "openai")
 
@@ -22,4 +22,4 @@ def get(name: str, **options):
         from generator.backends.openai import OpenAIBackend
 
         return OpenAIBackend(**options)
-    raise ConfigError(f"--backend {name}: unknown backend; use offline or openai")
+    raise ConfigError(f"{param('backend')} {name}: unknown backend; use offline or openai")

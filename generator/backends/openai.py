@@ -44,7 +44,7 @@ from generator.backends.protocol import (
     retry_after,
 )
 from generator.backends.throttle import Throttle
-from generator.errors import ConfigError
+from generator.errors import ConfigError, param
 from generator.generators import Ask, Generator, ReplyError
 from generator.templates import Prompts
 from generator.values import REQUEST_FAILED, Example, Seed, Skip, short_hash
@@ -148,7 +148,7 @@ class OpenAIBackend:
             urls = (env,)
             check_url(env, "OPENAI_BASE_URL")
         for url in settings.base_urls:
-            check_url(url, "--base-url")
+            check_url(url, param("base_urls"))
         self.settings = settings = replace(settings, base_urls=urls)
         self.seed = seed
         self.cache = cache
@@ -158,8 +158,8 @@ class OpenAIBackend:
         self.params = self._params()
         if not (settings.api_key or settings.base_urls or dry_run):
             raise ConfigError(
-                "--backend openai needs an API key: set OPENAI_API_KEY, or pass "
-                "--base-url for a local server that needs none"
+                f"{param('backend')} openai needs an API key: set OPENAI_API_KEY, or pass "
+                f"{param('base_urls')} for a local server that needs none"
             )
         self._replicas: list[_Replica] | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -190,11 +190,11 @@ class OpenAIBackend:
         why, and the fix."""
         why = ", ".join(c if len(causes) == 1 else f"{c} ({n})" for c, n in causes.items())
         if any(c.startswith(("connection refused", "host not found")) for c in causes):
-            fix = "check --base-url"
+            fix = f"check {param('base_urls')}"
         elif any(c.startswith("no reply within") for c in causes):
-            fix = "check that the server answers, or raise --timeout"
+            fix = f"check that the server answers, or raise {param('timeout')}"
         else:
-            fix = "check the server (and --base-url, --model)"
+            fix = f"check the server (and {param('base_urls')}, {param('model')})"
         what = f"all {failed} requests to {self.endpoint} failed ({why})"
         if unusable:
             what = (
@@ -349,7 +349,7 @@ class OpenAIBackend:
         except openai.NotFoundError as e:
             raise ConfigError(
                 f"the endpoint has no model {self.settings.model!r} or no chat completions "
-                f"route ({self._describe(e)}); check --model and --base-url"
+                f"route ({self._describe(e)}); check {param('model')} and {param('base_urls')}"
             ) from None
         except openai.APIStatusError as e:
             raise RequestFailed(self._describe(e)) from None

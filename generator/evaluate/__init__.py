@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from generator import jsontext, outputs
-from generator.errors import ConfigError, EndpointError, InputError, RunFolderError
+from generator.errors import ConfigError, EndpointError, InputError, RunFolderError, param
 from generator.evaluate import figures as _figures
 from generator.evaluate.ask import ANSWERS, LOCK, TEMPLATES, AnswerStore, Asker, Framing
 from generator.evaluate.sets import Item, Sets, from_file, from_run, from_seeds, is_run_folder
@@ -74,9 +74,11 @@ def _asker(config: EvalConfig, prompts: Prompts, api_key: str | None) -> Asker:
         from generator.evaluate.ask import ChatAsker, CompletionAsker
 
         if not config.model or config.model == "embedded" or config.model.startswith("gguf:"):
-            raise ConfigError("--backend openai needs --model NAME (the endpoint's model id)")
+            raise ConfigError(
+                f"{param('backend')} openai needs {param('model')} NAME (the endpoint's model id)"
+            )
         if config.api not in ("chat", "completions"):
-            raise ConfigError("--api must be chat or completions")
+            raise ConfigError(f"{param('api')} must be chat or completions")
         settings = Settings(
             model=config.model,
             base_urls=config.base_urls,
@@ -96,22 +98,27 @@ def _asker(config: EvalConfig, prompts: Prompts, api_key: str | None) -> Asker:
         kind = ChatAsker if config.api == "chat" else CompletionAsker
         return kind(framing, model, backend)
     if config.backend != "local":
-        raise ConfigError(f"--backend {config.backend}: use local or openai")
-    for flag, value in (("--base-url", config.base_urls), ("--concurrency", config.concurrency)):
+        raise ConfigError(f"{param('backend')} {config.backend}: use local or openai")
+    for flag, value in (
+        (param("base_urls"), config.base_urls),
+        (param("concurrency"), config.concurrency),
+    ):
         if value:
-            raise ConfigError(f"{flag} is for --backend openai; add --backend openai")
+            raise ConfigError(
+                f"{flag} is for {param('backend')} openai; add {param('backend')} openai"
+            )
     spec = config.model or "embedded"
     if spec != "embedded" and not (spec.startswith("gguf:") and spec[5:]):
         raise ConfigError(
-            f"--model {spec}: a local model is embedded or gguf:PATH; a model behind an "
-            "endpoint needs --backend openai --base-url URL"
+            f"{param('model')} {spec}: a local model is embedded or gguf:PATH; a model behind an "
+            f"endpoint needs {param('backend')} openai {param('base_urls')} URL"
         )
     from generator.evaluate.ask import LocalAsker
     from generator.scoring import CONTEXT, embedded_model
     from generator.scoring.model import LocalModel
 
     path = embedded_model() if spec == "embedded" else Path(spec[5:]).expanduser()
-    local = LocalModel(path, CONTEXT, f"--model {spec}")
+    local = LocalModel(path, CONTEXT, f"{param('model')} {spec}")
     model = {"backend": "local", "model": spec, "file": path.name, "bytes": path.stat().st_size}
     return LocalAsker(framing, model, local)
 
@@ -131,16 +138,16 @@ def build_sets(config: EvalConfig, prompts: Prompts) -> Sets:
         seeds = list(iter_seeds([name], config.prompt_column, config.response_column, config.limit))
         from_seeds(sets, seeds, prompts, config.seed)
     for flag, names in (
-        ("--unanswerable", config.unanswerable),
-        ("--answerable", config.answerable),
+        (param("unanswerable"), config.unanswerable),
+        (param("answerable"), config.answerable),
     ):
         for name in names:
             from_file(sets, Path(name), flag, prompts, config.limit)
     if not sets.items:
         raise InputError(
             "nothing to ask: no seed gave a made-up twin, a checkable reference or a "
-            "near-miss; add seeds with short answers or final numbers, or --unanswerable/"
-            "--answerable files"
+            f"near-miss; add seeds with short answers or final numbers, or {param('unanswerable')}/"
+            f"{param('answerable')} files"
         )
     return sets
 
@@ -297,7 +304,8 @@ def evaluate(
     if not any((text or "").strip() for text in texts.values()):
         raise EndpointError(
             f"the model answered all {len(rows) - len(failed)} questions with empty text, so "
-            f"there is nothing to judge (see {path / RESULT}); check --model and its prompt "
+            f"there is nothing to judge (see {path / RESULT}); check {param('model')} and "
+            "its prompt "
             "format"
         )
     return result

@@ -37,7 +37,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from generator import jsontext
-from generator.errors import ConfigError
+from generator.errors import ConfigError, param
 from generator.templates import Prompts
 from generator.values import Example, Seed, Skip, short_hash
 
@@ -88,6 +88,10 @@ class Generator:
     default: ClassVar[bool] = True  # in the default --behaviors and --mix
     order: ClassVar[int] = 100  # where it sorts in listings and defaults (built-ins first)
     needs_reference: ClassVar[bool] = True  # a seed without an answer is skipped
+    # Its row stands in for the seed's own response instead of adding a row (a rewrite
+    # of the reference): `hedgerow augment` writes it over the input row it came from,
+    # which the row's provenance names (`seed_source`).
+    replaces: ClassVar[bool] = False
     uses_corpus: ClassVar[bool] = False  # reads Context.corpus: the input's vocabulary
     # Folder of a plugin's own templates, searched after the user's and the shipped ones.
     prompts_dir: ClassVar[Path | None] = None
@@ -169,6 +173,14 @@ class Generator:
         chosen, rejected). `wrong` holds confidently wrong answers to the seed's own
         prompt that other behaviors offered (`wrong_answers`)."""
         return []
+
+    def fallback(self, seed: Seed, reference: str | None, verdicts: list) -> Example | None:
+        """The row kept for `seed` when none of this behavior's candidates made the
+        dataset: `verdicts` holds each candidate's `select.Decision` (its check failures,
+        why it was dropped) or the `Skip` of a reply that could not be used; `reference`
+        is the seed's answer under the run's annotation policy. None, the default, keeps
+        nothing."""
+        return None
 
     @classmethod
     def wrong_answers(cls, rows: list[dict[str, Any]]) -> list[str]:
@@ -277,6 +289,7 @@ class Generator:
                 "template": template or None,
                 "template_sha256": self.prompts.sha256(template) if template else None,
                 "model": model,
+                **({"seed_source": seed.source} if self.replaces else {}),
                 **(
                     {
                         "system_template": system_template,
@@ -404,13 +417,14 @@ def get(names: Sequence[str], prompts: Prompts) -> list[Generator]:
     """Instances of the named generators, in the order given."""
     known = registry()
     if not names:
-        raise ConfigError(f"--behaviors is empty; choose from {', '.join(known)}")
+        raise ConfigError(f"{param('behaviors')} is empty; choose from {', '.join(known)}")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ConfigError(f"--behaviors names {', '.join(repeated)} twice; list each once")
+        raise ConfigError(f"{param('behaviors')} names {', '.join(repeated)} twice; list each once")
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(
-            f"--behaviors: unknown behavior {', '.join(unknown)}; choose from {', '.join(known)}"
+            f"{param('behaviors')}: unknown behavior {', '.join(unknown)}; "
+            f"choose from {', '.join(known)}"
         )
     return [known[n](prompts) for n in names]

@@ -194,12 +194,12 @@ def make(
     import os
     from pathlib import Path
 
-    from generator.errors import ConfigError
+    from generator.errors import ConfigError, param
 
     if samples < 1:
-        raise ConfigError("--probe-samples must be at least 1")
+        raise ConfigError(f"{param('probe_samples')} must be at least 1")
     if not 0 <= temperature <= 2:
-        raise ConfigError("--probe-temperature must be between 0 and 2")
+        raise ConfigError(f"{param('probe_temperature')} must be between 0 and 2")
     kind, _, rest = spec.partition(":")
     if spec == "none":
         return None
@@ -220,7 +220,9 @@ def make(
         if shared is not None and shared.path.resolve() == path.resolve():
             sampler = LocalSampler(spec, shared, owned=False)
         else:
-            sampler = LocalSampler(spec, LocalModel(path, CONTEXT, f"--probe {spec}"), owned=True)
+            sampler = LocalSampler(
+                spec, LocalModel(path, CONTEXT, f"{param('probe')} {spec}"), owned=True
+            )
     else:
-        raise ConfigError(f"--probe {spec}: not a probe; use {SPECS}")
+        raise ConfigError(f"{param('probe')} {spec}: not a probe; use {SPECS}")
     return Probe(prompts, sampler, samples=samples, temperature=temperature, seed=seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from generator.errors import ScorerError
+from generator.errors import ScorerError, param
 from generator.probe import Sampler
 from generator.probe.sampling import Sampled
 
@@ -37,7 +37,7 @@ class ServerSampler(Sampler):
         return {"probe": self.spec, "model": self._model, "n_per_request": self._n}
 
     def _fail(self, what: str) -> ScorerError:
-        return ScorerError(f"--probe {self.spec}: {what}")
+        return ScorerError(f"{param('probe')} {self.spec}: {what}")
 
     async def _setup(self) -> None:
         import openai

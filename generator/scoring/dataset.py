@@ -24,7 +24,7 @@ from typing import Any
 
 from generator import jsontext, outputs
 from generator import probe as probing
-from generator.errors import ConfigError, InputError
+from generator.errors import ConfigError, InputError, param
 from generator.io import detect_shape, input_stats, records, to_seed
 from generator.probe.answers import BANK as PROBE_BANK
 from generator.scoring import FRAME, TIMEOUT, Reference, make
@@ -135,8 +135,9 @@ def score_dataset(
     what a slow scorer is waiting for."""
     if scorer == "none" and probe == "none":
         raise ConfigError(
-            "hedgerow score needs a scorer or a probe; use --scorer embedded, gguf:PATH or "
-            "openai:URL, or --probe embedded, gguf:PATH or openai:URL"
+            "hedgerow score needs a scorer or a probe; use "
+            f"{param('scorer')} embedded, gguf:PATH or "
+            f"openai:URL, or {param('probe')} embedded, gguf:PATH or openai:URL"
         )
     target = Path(out) if out else Path(Path(paths[0]).name.split(".")[0] + ".fit.jsonl")
     partial = target.with_name(target.name + ".partial")
@@ -158,7 +159,7 @@ def score_dataset(
         done = -1 if overwrite else _resume(partial, fingerprint)
         if done < 0 and target.exists() and not overwrite:
             raise ConfigError(
-                f"{target}: already exists; pass --overwrite or choose another -o FILE"
+                f"{target}: already exists; pass {param('overwrite')} or choose another -o FILE"
             )
         engine = make(scorer, templates, timeout=timeout)
         if engine is not None:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from generator.errors import ScorerError
+from generator.errors import ScorerError, param
 
 BATCH = 512  # tokens per llama_decode call
 OUTPUTS = 256  # logit rows per call: 256 x 262k floats is 256 MiB of llama.cpp's buffer
@@ -74,7 +74,7 @@ class LlamaEngine:
         except ImportError:
             raise ScorerError(
                 "the llama.cpp scorer needs llama-cpp-python: pip install llama-cpp-python "
-                "(or use --scorer openai:URL or --scorer none)"
+                f"(or use {param('scorer')} openai:URL or {param('scorer')} none)"
             ) from None
         import numpy
 

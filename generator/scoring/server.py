@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from generator import jsontext
-from generator.errors import ScorerError
+from generator.errors import ScorerError, param
 from generator.scoring import TIMEOUT, Scorer, framed
 from generator.templates import Prompts
 from generator.values import Fit
@@ -66,7 +66,7 @@ class ServerScorer(Scorer):
         return {**super().describe(), "model": self._model}
 
     def _fail(self, what: str) -> ScorerError:
-        return ScorerError(f"--scorer {self.spec}: {what}")
+        return ScorerError(f"{param('scorer')} {self.spec}: {what}")
 
     async def _send(self, what: str, request: Callable[[], Awaitable[Any]], connect: bool = False):
         """`request()`, sent again after a timeout, a lost connection, a 5xx or a 429, at
@@ -96,7 +96,8 @@ class ServerScorer(Scorer):
                 await asyncio.sleep(0.5 * 2 ** (attempt - 1))
         raise self._fail(
             f"the server {failed}, {ATTEMPTS} times; check that the server is up and not "
-            "overloaded, or raise --timeout (work done so far is kept: run the same command "
+            f"overloaded, or raise {param('timeout')} (work done so far is kept: run the same "
+            "command "
             "again to resume)"
         )
 
