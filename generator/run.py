@@ -12,13 +12,22 @@ import random
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from generator import annotations, backends, generators, jsontext, scoring
 from generator.checks import BANK as CHECKS_BANK
 from generator.checks import Checker
+from generator.config import (  # re-exported: the library's values live beside generate
+    DEFAULT_CONCURRENCY,
+    LISTED_ERRORS,
+    REFERENCE_SEEDS,
+    TRANSPORT,
+    Progress,
+    RunConfig,
+    RunResult,
+)
 from generator.errors import ConfigError, EndpointError, RunningLoopError, param
 from generator.generators import quota_key  # re-exported: a partner row counts toward its owner
 from generator.io import input_stats, iter_seeds
@@ -38,106 +47,11 @@ from generator.templates import Prompts
 from generator.values import REQUEST_FAILED, Example, Seed, Skip
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that decides a run's output (and so its fingerprint)."""
-
-    seeds: tuple[str, ...]
-    out: str | None = None
-    # the registry's default behaviors (generators.defaults)
-    behaviors: tuple[str, ...] = field(default_factory=lambda: generators.defaults())
-    backend: str = "offline"
-    candidates: int = 1
-    seed: int = 0
-    limit: int | None = None
-    scorer: str = "embedded"
-    fit_threshold: float = 0.95
-    near_duplicates: float = 0.85  # Jaccard similarity that makes two rows duplicates; 0: off
-    keep_calculator_annotations: bool = False  # GSM8K's <<48/2=24>> in every response
-    # the knowledge probe: the target model asked each checkable question probe_samples
-    # times (and once greedily); "embedded" is the --scorer's model when in-process
-    probe: str = "embedded"
-    probe_samples: int = 10
-    probe_temperature: float = 1.0
-    # `hedgerow augment`: rows wanted per behavior (refusal counts its contrasts too).
-    # With a quota, seeds go in a shuffled order, a behavior stops once it has its rows,
-    # and the run stops when every behavior has.
-    quota: tuple[tuple[str, int], ...] = ()
-    on_error: str = "fail"  # "skip": a bad input row is skipped and listed in the manifest
-    prompts: str | None = None
-    prompt_column: str | None = None
-    response_column: str | None = None
-    # --backend openai (the API key is never part of a config: it is never written)
-    model: str | None = None
-    base_urls: tuple[str, ...] = ()
-    concurrency: int | None = None
-    timeout: float = 120.0
-    retries: int = 6
-    reasks: int = 2
-
-
-# Settings that change how a run reaches its endpoint, not what it writes: changing
-# them resumes the same run folder.
-_TRANSPORT = ("base_urls", "concurrency", "timeout", "retries")
-DEFAULT_CONCURRENCY = 16  # a hosted API's comfortable default; local servers take more
-REFERENCE_SEEDS = 64  # seeds whose own responses, scored, make the reference distribution
-LISTED_ERRORS = 100  # input rows skipped with --on-error skip: the manifest lists this many
-
-
-class Progress(Protocol):
-    def start(self, total: int, done: int) -> None: ...
-    def advance(self, n: int = 1) -> None: ...
-    def note(self, stats: Any) -> None: ...
-    def say(self, text: str) -> None: ...  # what the run is doing, when it is not a seed
-
-
-@dataclass
-class RunResult:
-    """What a run did: where it wrote, and its counts."""
-
-    path: Path | None
-    seeds: int
-    resumed_from: int
-    counts: dict[str, Any]
-    seconds: float
-    status: str = "complete"  # or interrupted, dry-run (a run that made no row because
-    # its requests failed raises EndpointError instead; its manifest says "failed")
-    manifest: dict[str, Any] = field(default_factory=dict)
-    requests: dict[str, Any] | None = None  # --backend openai: what was asked and spent
-    retried: int = 0  # seeds done again because their requests had failed last time
-
-    @property
-    def request_failures(self) -> dict[str, int]:
-        """Requests that got no answer, by why; the same command asks them again."""
-        return self.counts.get("request_failures", {})
-
-
 class Pipeline:
     """The stages of one run, wired once and applied seed by seed."""
 
     def __init__(self, config: RunConfig, api_key: str | None = None, dry_run: bool = False):
-        if config.on_error not in ("fail", "skip"):
-            raise ConfigError(f"{param('on_error')} must be fail or skip")
-        if config.candidates < 1:
-            raise ConfigError(f"{param('candidates')} must be at least 1")
-        if config.backend == "openai" and not config.model:
-            raise ConfigError(
-                f"{param('backend')} openai needs {param('model')} NAME (the endpoint's model id)"
-            )
-        if config.backend != "openai":
-            for flag, value in (
-                (param("model"), config.model),
-                (param("base_urls"), config.base_urls),
-                (param("concurrency"), config.concurrency),
-            ):
-                if value:
-                    raise ConfigError(
-                        f"{flag} is for {param('backend')} openai; add {param('backend')} openai"
-                    )
-        if not 0 <= config.fit_threshold <= 1:
-            raise ConfigError(f"{param('fit_threshold')} must be a share between 0 and 1")
-        if not 0 <= config.near_duplicates <= 1:
-            raise ConfigError(f"{param('near_duplicates')} must be a similarity between 0 and 1")
+        config.check()
         self.config = config
         self.prompts = Prompts(config.prompts)
         # Dry runs render and check; they score and probe nothing, so they load no model.
@@ -291,7 +205,7 @@ class Pipeline:
         """A hash of everything that decides the output: inputs, settings, templates."""
         inputs = input_stats(self.config.seeds)
         settings = asdict(self.config)
-        for name in ("out", "seeds", *_TRANSPORT):  # `inputs` names the seeds, resolved
+        for name in ("out", "seeds", *TRANSPORT):  # `inputs` names the seeds, resolved
             settings.pop(name)
         settings["prompts"] = (
             str(Path(self.config.prompts).resolve()) if self.config.prompts else None
