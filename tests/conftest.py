@@ -13,6 +13,39 @@ EXAMPLES = ROOT / "examples" / "seeds.jsonl"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+# Test markers (pyproject.toml declares them): `pytest -m "not model"` runs what needs no
+# llama.cpp model, `-m "not slow"` leaves out the crash loops and big inputs.
+#   model    loads the embedded model (in-process, in a child hedgerow, or behind a server)
+#   server   talks to llama.cpp's own server (`llama_server`)
+#   browser  renders a page in Chromium
+#   slow     long-running (kill loops, big inputs)
+# A test gets `model` from its marker, or from a fixture whose value the model made:
+MODEL_FIXTURES = frozenset({"llama_server", "embedded", "scored", "probed", "probed_run"})
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & MODEL_FIXTURES:
+            item.add_marker(pytest.mark.model)
+        if "llama_server" in names:
+            item.add_marker(pytest.mark.server)
+
+
+@pytest.fixture(autouse=True)
+def unmarked_tests_load_no_model(request, monkeypatch):
+    """A test not marked `model` that loads llama.cpp fails, naming the marker it needs,
+    so `-m "not model"` stays true to its name."""
+    if request.node.get_closest_marker("model") is not None:
+        return
+    from generator.scoring import llama
+
+    def refuse(*args, **kwargs):
+        pytest.fail("this test loads the llama.cpp model: mark it @pytest.mark.model")
+
+    monkeypatch.setattr(llama.LlamaEngine, "__init__", refuse)
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
     """No API keys, no HEDGEROW_* settings but --scorer none and --probe none, caches and

@@ -275,6 +275,7 @@ def test_selfaware_file_and_a_rerun_asks_nothing_twice(tmp_path):
 # --------------------------------------------------------------------------- the embedded model
 
 
+@pytest.mark.model
 def test_the_embedded_model_end_to_end_on_the_shipped_examples(tmp_path):
     result = invoke(EXAMPLES, "--limit", "2", "-o", tmp_path / "ev")
     assert result.exit_code == 0, result.output

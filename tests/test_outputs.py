@@ -172,6 +172,7 @@ def test_writes_that_fail_say_what_went_wrong(tmp_path, run):
         assert "free some space" not in line
 
 
+@pytest.mark.model
 def test_a_missing_folder_is_made_by_every_command_that_writes(tmp_path, run):
     for args, made in (
         (["augment", EXAMPLES, "--mix", "hedge=1", "--run", "R", "-o", "a/b/x.jsonl"], "a/b"),

@@ -235,6 +235,7 @@ def test_no_question_is_stated_at_two_confidences_and_long_form_states_none(prob
     assert manifest["probe"]["categories"]["Unknown"] == len(FABRICATED)
 
 
+@pytest.mark.model
 def test_same_seed_same_bytes_and_a_killed_probe_resumes_without_probing_twice(
     probed_run, tmp_path
 ):
@@ -347,6 +348,7 @@ def test_probing_through_llama_cpps_server_agrees_with_in_process(llama_server, 
     assert probed[FABRICATED[0][0]]["knowledge"]["category"] == "Unknown"
 
 
+@pytest.mark.model
 def test_an_i_dont_know_pair_exports_as_dpo_against_the_models_own_answer(probed_run, tmp_path):
     tmp, _ = probed_run
     out = tmp_path / "dpo.jsonl"

@@ -366,6 +366,7 @@ def test_the_report_does_not_import_the_orchestrator():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.browser
 def test_report_renders_in_headless_chromium(scored, probed, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     chromium = shutil.which("chromium")

@@ -19,6 +19,8 @@ from generator.scoring import dataset
 from tests.conftest import read_jsonl
 from tests.test_probe import ENV, hedgerow  # the CLI in a process of its own
 
+pytestmark = pytest.mark.model  # nearly every test here runs the embedded model
+
 CAPITALS = [  # capitals of large countries: the 270M base model answers these greedily
     ("France", "Paris"),
     ("Germany", "Berlin"),

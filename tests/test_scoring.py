@@ -20,6 +20,8 @@ from generator.templates import Prompts
 from tests.conftest import EXAMPLES, SHARED_DATA, read_jsonl
 from tests.fakeserver import FakeServer, Plan
 
+pytestmark = pytest.mark.model  # nearly every test here runs the embedded model
+
 PAIRS = [
     ("What is 2 + 3?", "2 + 3 = 5, so the answer is 5."),
     ("What is 2 + 3?", "I think it is 5, though I would check."),
