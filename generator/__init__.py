@@ -26,8 +26,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "generate": ("generator.run", "generate"),
     "agenerate": ("generator.run", "agenerate"),
-    "RunConfig": ("generator.run", "RunConfig"),
-    "RunResult": ("generator.run", "RunResult"),
+    "RunConfig": ("generator.config", "RunConfig"),
+    "RunResult": ("generator.config", "RunResult"),
     "augment": ("generator.augment", "augment"),
     "AugmentResult": ("generator.augment", "AugmentResult"),
     "export": ("generator.export", "export"),
