@@ -88,3 +88,18 @@ class JSONValueError(HedgerowError, ValueError):
 class RunningLoopError(HedgerowError, RuntimeError):
     """A blocking call (`generate`) made where an event loop already runs: await the
     coroutine (`agenerate`) instead."""
+
+
+def refuse_in_loop(name: str, coroutine: str) -> None:
+    """Refuse the blocking call `name` where an event loop already runs (`asyncio.run`
+    cannot start a second one, and waiting would stall the caller's loop)."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RunningLoopError(
+        f"{name}() blocks, and an event loop is running here (a notebook, an async app); "
+        f"await {coroutine}(...) instead"
+    )

@@ -16,7 +16,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from generator import annotations, backends, generators, jsontext, scoring
+from generator import annotations, backends, generators, jsontext, runfolder, scoring
 from generator.checks import BANK as CHECKS_BANK
 from generator.checks import Checker
 from generator.config import (  # re-exported: the library's values live beside generate
@@ -28,7 +28,7 @@ from generator.config import (  # re-exported: the library's values live beside 
     RunConfig,
     RunResult,
 )
-from generator.errors import ConfigError, EndpointError, RunningLoopError, param
+from generator.errors import ConfigError, EndpointError, param, refuse_in_loop
 from generator.generators import quota_key  # re-exported: a partner row counts toward its owner
 from generator.io import input_stats, iter_seeds
 from generator.manifest import (
@@ -42,9 +42,9 @@ from generator.manifest import (
     unusable,
 )
 from generator.runfolder import CANDIDATES, DATASET, REFERENCE, RunFolder, iter_rows
-from generator.select import Decision, NearDuplicates, select
+from generator.select import NearDuplicates, fallback, select
 from generator.templates import Prompts
-from generator.values import REQUEST_FAILED, Example, Seed, Skip
+from generator.values import Example, Seed, Skip
 
 
 class Pipeline:
@@ -84,8 +84,13 @@ class Pipeline:
         self.checker = Checker(self.prompts, self.generators)
         self.checker.compile()  # a bad cue pattern fails before any work
         self.window = 1  # seeds in flight: one at a time offline, many against an endpoint
+        self.dry_run = dry_run
+        self.corpus = None  # the input's vocabulary, learnt by `survey` for the backend
+        self.backend: Any = None  # made by `connect`, once the run folder is known
+        self.settings = None  # --backend openai: the endpoint's settings, checked now
+        backend = backends.kind(config.backend)
         if config.backend == "openai":
-            from generator.backends.openai import Settings
+            from generator.backends.openai import Settings, resolve
 
             concurrency = config.concurrency or DEFAULT_CONCURRENCY
             if concurrency < 1:
@@ -99,41 +104,33 @@ class Pipeline:
                 retries=config.retries,
                 reasks=config.reasks,
             )
-            self.backend = backends.get(
-                "openai",
-                prompts=self.prompts,
-                settings=settings,
-                seed=config.seed,
-                dry_run=dry_run,
-            )
+            self.settings = resolve(settings, dry_run)
             self.window = max(4, 2 * concurrency)
             used = [t for g in self.generators for t in g.llm_templates()]
         else:
-            self.backend = backends.get(config.backend, prompts=self.prompts, seed=config.seed)
             used = [t for g in self.generators for t in g.templates()]
         if config.scorer != "none":
             used.append(scoring.FRAME)
         if config.probe != "none":
             used += [probing.FRAME, probing.answers.BANK]
         used += [g.checks_bank for g in self.generators if self.prompts.has(g.checks_bank)]
-        names = sorted({*used, *self.backend.templates(), CHECKS_BANK})
+        names = sorted({*used, *backend.templates(), CHECKS_BANK})
         self.prompts.check_banks(names)
         self.template_hashes = {name: self.prompts.sha256(name) for name in names}
         if config.backend == "openai":  # render one request now: a broken template fails first
-            self._probe_templates()
+            generators.check_model_path(self.generators)
 
-    def _probe_templates(self) -> None:
-        import random
-
-        probe = Seed.make("What is 2 + 3?", "2 + 3 = 5\n#### 5", id="probe")
-        for generator in self.generators:
-            try:
-                generator.requests(probe, random.Random(0))
-            except NotImplementedError:
-                raise ConfigError(
-                    f"behavior {generator.name} has no model requests (no requests/parse); "
-                    f"run it with {param('backend')} offline"
-                ) from None
+    def connect(self, cache=None) -> None:
+        """Make the backend, whole: with the run folder's response cache (--backend
+        openai) and the input's vocabulary from `survey`."""
+        options: dict[str, Any] = {
+            "prompts": self.prompts,
+            "seed": self.config.seed,
+            "corpus": self.corpus,
+        }
+        if self.settings is not None:
+            options |= {"settings": self.settings, "dry_run": self.dry_run, "cache": cache}
+        self.backend = backends.get(self.config.backend, **options)
 
     def _skipped(self, error: Exception) -> None:
         self.input_error_count += 1
@@ -191,7 +188,7 @@ class Pipeline:
                     sample.append(seed)
                 elif (j := rng.randrange(answered)) < REFERENCE_SEEDS:
                     sample[j] = seed
-        self.backend.corpus = corpus
+        self.corpus = corpus
         self.reference_seeds = sorted(sample, key=lambda s: s.index)
         return total
 
@@ -271,7 +268,7 @@ class Pipeline:
                 verdicts.append(decision)
                 if decision.selected:
                     dataset_rows.append(decision.example.to_row())
-            if kept := _fallback(generator, seed, reference, verdicts):
+            if kept := fallback(generator, seed, reference, verdicts):
                 candidate_rows.append(kept.to_row())
                 dataset_rows.append(kept.example.to_row())
         return dataset_rows, candidate_rows
@@ -348,26 +345,6 @@ class Pipeline:
                 await self.scorer.aclose()
 
 
-def _fallback(generator, seed: Seed, reference: str | None, verdicts: list) -> Decision | None:
-    """The generator's row for a seed it gave candidates (or unusable replies) but none
-    of which made the dataset; none while a request failed (the same command asks it
-    again) or when it skipped the seed outright."""
-    if not verdicts or any(isinstance(v, Decision) and v.selected for v in verdicts):
-        return None
-    if any(isinstance(v, Skip) and v.reason == REQUEST_FAILED for v in verdicts):
-        return None
-    if all(isinstance(v, Skip) and v.status == "skipped" for v in verdicts):
-        return None
-    example = generator.fallback(seed, reference, verdicts)
-    return Decision(example, (), True) if example is not None else None
-
-
-def default_out(config: RunConfig, fingerprint: str) -> Path:
-    """outputs/<first input's name>-<fingerprint>: the same command finds the same folder."""
-    stem = Path(config.seeds[0]).name.split(".")[0] or "run"
-    return Path("outputs") / f"{stem}-{fingerprint[:8]}"
-
-
 def generate(
     config: RunConfig,
     progress: Progress | None = None,
@@ -379,21 +356,8 @@ def generate(
     """Run (or resume) one generation run; returns where it wrote and what it counted.
     Blocks until done; inside a running event loop (a notebook, an async app) it raises
     RunningLoopError: await `agenerate` there, which takes the same arguments."""
-    blocking("generate", "agenerate")
+    refuse_in_loop("generate", "agenerate")
     return asyncio.run(agenerate(config, progress, command, dry_run, overwrite, api_key))
-
-
-def blocking(name: str, coroutine: str | None = None) -> None:
-    """Refuse a blocking call where an event loop already runs: `asyncio.run` cannot
-    start a second one, and waiting would stall the caller's loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    instead = f"await {coroutine}(...) instead" if coroutine else "call it from a thread"
-    raise RunningLoopError(
-        f"{name}() blocks, and an event loop is running here (a notebook, an async app); {instead}"
-    )
 
 
 async def agenerate(
@@ -412,8 +376,8 @@ async def agenerate(
     pipeline = Pipeline(config, api_key=api_key, dry_run=dry_run)
     total = pipeline.survey()
     fingerprint = pipeline.fingerprint()
-    path = Path(config.out) if config.out else default_out(config, fingerprint)
-    stats = getattr(pipeline.backend, "stats", None)
+    path = Path(config.out) if config.out else runfolder.default_folder(config.seeds, fingerprint)
+    asks = pipeline.settings is not None  # an endpoint: its replies go in a response cache
 
     def noted() -> None:
         if progress:
@@ -422,8 +386,9 @@ async def agenerate(
                 progress.note(stats)
 
     if dry_run:
-        if stats is not None and (path / CACHE_FILE).is_file():
-            pipeline.backend.cache = ResponseCache(path / CACHE_FILE, readonly=True)
+        cached = asks and (path / CACHE_FILE).is_file()
+        pipeline.connect(ResponseCache(path / CACHE_FILE, readonly=True) if cached else None)
+        stats = pipeline.backend.stats
         counts = tally([])
         if progress:
             progress.start(total, 0)
@@ -450,8 +415,8 @@ async def agenerate(
     folder = RunFolder(path, fingerprint, inputs=config.seeds)
     resumed_from = folder.open(overwrite=overwrite)
     carried = folder.carried.get("usage", {})
-    if stats is not None:
-        pipeline.backend.cache = ResponseCache(folder.path / CACHE_FILE)
+    pipeline.connect(ResponseCache(folder.path / CACHE_FILE) if asks else None)
+    stats = pipeline.backend.stats
     status = "interrupted"
     if progress:
         progress.start(total, min(resumed_from, total))

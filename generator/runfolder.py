@@ -39,6 +39,12 @@ LOCK = ".lock"
 _DATA_FILES = (DATASET, CANDIDATES)
 
 
+def default_folder(seeds, fingerprint: str) -> Path:
+    """outputs/<first input's name>-<fingerprint>: the same command finds the same folder."""
+    stem = Path(seeds[0]).name.split(".")[0] or "run"
+    return Path("outputs") / f"{stem}-{fingerprint[:8]}"
+
+
 def dumps(row: dict[str, Any]) -> str:
     """One JSONL line (the single serialisation used for every output row)."""
     return jsontext.dumps(row, ensure_ascii=False) + "\n"

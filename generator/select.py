@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from generator.values import Example
+from generator.values import REQUEST_FAILED, Example, Seed, Skip
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,20 @@ def select(
             for ex, _ in unit:
                 verdict[ex.id] = (True, None) if unit is best else (False, "not_best")
     return [Decision(ex, tuple(failures), *verdict[ex.id]) for ex, failures in candidates]
+
+
+def fallback(generator, seed: Seed, reference: str | None, verdicts: list) -> Decision | None:
+    """The generator's own row (`Generator.fallback`) for a seed it gave candidates, or
+    unusable replies, none of which made the dataset; none while a request failed (the
+    same command asks it again) or when the generator skipped the seed outright."""
+    if not verdicts or any(isinstance(v, Decision) and v.selected for v in verdicts):
+        return None
+    if any(isinstance(v, Skip) and v.reason == REQUEST_FAILED for v in verdicts):
+        return None
+    if all(isinstance(v, Skip) and v.status == "skipped" for v in verdicts):
+        return None
+    example = generator.fallback(seed, reference, verdicts)
+    return Decision(example, (), True) if example is not None else None
 
 
 _WORD = re.compile(r"\w+")

@@ -12,14 +12,20 @@ from generator.errors import ConfigError, param
 BACKENDS = ("offline", "openai")
 
 
-def get(name: str, **options):
-    """The backend called `name`, configured with `options`."""
+def kind(name: str):
+    """The backend class called `name` (its `templates()` are known before it is made)."""
     if name == "offline":
         from generator.backends.offline import OfflineBackend
 
-        return OfflineBackend(prompts=options["prompts"], seed=options["seed"])
+        return OfflineBackend
     if name == "openai":
         from generator.backends.openai import OpenAIBackend
 
-        return OpenAIBackend(**options)
+        return OpenAIBackend
     raise ConfigError(f"{param('backend')} {name}: unknown backend; use offline or openai")
+
+
+def get(name: str, **options):
+    """The backend called `name`, made with `options` (its cache and the input's
+    vocabulary among them: a backend is whole when it is made)."""
+    return kind(name)(**options)

@@ -16,14 +16,15 @@ class OfflineBackend:
 
     prompts: Prompts
     seed: int = 0
-    corpus: object = None
+    corpus: object = None  # the input's vocabulary (generator.corpus), for refusals
 
     name = "offline"
 
     stats = None  # nothing is asked of anyone
     cache = None
 
-    def templates(self) -> list[str]:
+    @staticmethod
+    def templates() -> list[str]:
         return []
 
     async def produce(self, generator: Generator, seed: Seed, k: int) -> list[Example] | Skip:

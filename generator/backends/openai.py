@@ -139,28 +139,16 @@ class OpenAIBackend:
         seed: int = 0,
         cache: ResponseCache | None = None,
         dry_run: bool = False,
+        corpus: Any = None,
     ):
         self.prompts = prompts
-        # OPENAI_BASE_URL is read here, for this backend only: exported for other tools,
-        # it must not make an offline run fail (as a --base-url would).
-        urls = settings.base_urls
-        if not urls and (env := os.environ.get("OPENAI_BASE_URL", "").strip()):
-            urls = (env,)
-            check_url(env, "OPENAI_BASE_URL")
-        for url in settings.base_urls:
-            check_url(url, param("base_urls"))
-        self.settings = settings = replace(settings, base_urls=urls)
+        self.settings = resolve(settings, dry_run)
         self.seed = seed
         self.cache = cache
         self.dry_run = dry_run
-        self.corpus = None
+        self.corpus = corpus  # the input's vocabulary (generator.corpus), for refusals
         self.stats = Stats()
         self.params = self._params()
-        if not (settings.api_key or settings.base_urls or dry_run):
-            raise ConfigError(
-                f"{param('backend')} openai needs an API key: set OPENAI_API_KEY, or pass "
-                f"{param('base_urls')} for a local server that needs none"
-            )
         self._replicas: list[_Replica] | None = None
         self._slots: asyncio.Semaphore | None = None
         self._turn = 0
@@ -177,7 +165,8 @@ class OpenAIBackend:
             params[key] = value
         return params
 
-    def templates(self) -> list[str]:
+    @staticmethod
+    def templates() -> list[str]:
         return [LLM_BANK, REASK]
 
     @property
@@ -436,6 +425,24 @@ class OpenAIBackend:
         if self._replicas:
             await self._replicas[0].client.close()
         self._replicas = None
+
+
+def resolve(settings: Settings, dry_run: bool = False) -> Settings:
+    """The settings with their endpoints checked, or a one-line error: OPENAI_BASE_URL is
+    read here, for this backend only (exported for other tools, it must not make an
+    offline run fail as a --base-url would), and a run that sends needs a key or a URL."""
+    urls = settings.base_urls
+    if not urls and (env := os.environ.get("OPENAI_BASE_URL", "").strip()):
+        urls = (env,)
+        check_url(env, "OPENAI_BASE_URL")
+    for url in settings.base_urls:
+        check_url(url, param("base_urls"))
+    if not (settings.api_key or urls or dry_run):
+        raise ConfigError(
+            f"{param('backend')} openai needs an API key: set OPENAI_API_KEY, or pass "
+            f"{param('base_urls')} for a local server that needs none"
+        )
+    return replace(settings, base_urls=urls)
 
 
 def check_url(url: str, where: str) -> None:

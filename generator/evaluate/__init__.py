@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from generator import jsontext, outputs
+from generator.config import DEFAULT_CONCURRENCY
 from generator.errors import ConfigError, EndpointError, InputError, RunFolderError, param
 from generator.evaluate import figures as _figures
 from generator.evaluate.ask import ANSWERS, LOCK, TEMPLATES, AnswerStore, Asker, Framing
@@ -27,7 +28,7 @@ from generator.evaluate.verdicts import Verdicts
 from generator.templates import Prompts
 
 RESULT, PAGE = "eval.json", "eval.html"
-DEFAULT_CONCURRENCY = 16
+
 COMPARE = "compare.html"
 _OURS = (ANSWERS, RESULT, PAGE, COMPARE, "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm")
 

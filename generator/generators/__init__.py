@@ -320,6 +320,20 @@ def starts_with_any(text: str, phrases) -> bool:
     return any(re.match(rf"{re.escape(p.lower())}\b", head) for p in phrases)
 
 
+def check_model_path(generators: Sequence[Generator]) -> None:
+    """Render one request of each generator now, before any work: a behavior without a
+    model path, or a request template that does not render, fails first."""
+    probe = Seed.make("What is 2 + 3?", "2 + 3 = 5\n#### 5", id="probe")
+    for generator in generators:
+        try:
+            generator.requests(probe, random.Random(0))
+        except NotImplementedError:
+            raise ConfigError(
+                f"behavior {generator.name} has no model requests (no requests/parse); "
+                f"run it with {param('backend')} offline"
+            ) from None
+
+
 def register(cls: type[Generator]) -> type[Generator]:
     """Add a generator class to the registry (a decorator)."""
     name = getattr(cls, "name", None)
