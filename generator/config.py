@@ -50,6 +50,12 @@ class RunConfig:
     timeout: float = 120.0
     retries: int = 6
     reasks: int = 2
+    # where seeds are processed (generator.engine): "local", or "ray" (a cluster's actors)
+    engine: str = "local"
+    ray_address: str | None = None  # None: RAY_ADDRESS, else a local Ray
+    ray_workers: int | None = None  # actors (None: the cluster's CPUs / ray_threads)
+    ray_threads: int | None = None  # llama.cpp threads per actor (None: 1)
+    ray_block: int = 16  # seeds an actor takes at a time
 
     def check(self) -> None:
         """Settings that cannot work together: a one-line error naming the parameter."""
@@ -77,9 +83,20 @@ class RunConfig:
             raise ConfigError(f"{param('near_duplicates')} must be a similarity between 0 and 1")
 
 
-# Settings that change how a run reaches its endpoint, not what it writes: changing
-# them resumes the same run folder.
-TRANSPORT = ("base_urls", "concurrency", "timeout", "retries")
+# Settings that change how a run reaches its endpoint or where it runs, not what it
+# writes: changing them resumes the same run folder.
+TRANSPORT = (
+    "base_urls",
+    "concurrency",
+    "timeout",
+    "retries",
+    # where the seeds are processed never changes what is written
+    "engine",
+    "ray_address",
+    "ray_workers",
+    "ray_threads",
+    "ray_block",
+)
 DEFAULT_CONCURRENCY = 16  # a hosted API's comfortable default; local servers take more
 REFERENCE_SEEDS = 64  # seeds whose own responses, scored, make the reference distribution
 LISTED_ERRORS = 100  # input rows skipped with --on-error skip: the manifest lists this many

@@ -169,6 +169,8 @@ def build_manifest(
         ),
         "token_usage": usage,
         "requests": requests,
+        # where the seeds were processed: this process, or a Ray cluster's workers
+        "engine": pipeline.engine.describe(),
         "timings": {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             "seconds": round(seconds, 3),

@@ -176,6 +176,36 @@ RUN_OPTIONS = [
         help="A bad input row: stop with its file and line (fail), or skip it and list it "
         "in the manifest (skip).",
     ),
+    option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="Where seeds are processed: this process, or a Ray cluster's workers (pip "
+        "install 'hedgerow[ray]'); the output is the same.",
+    ),
+    option(
+        "--ray-address",
+        help="--engine ray: the cluster to join (auto, ray://HOST:PORT; default: "
+        "RAY_ADDRESS, else a local Ray).",
+    ),
+    option(
+        "--ray-workers",
+        type=click.IntRange(min=1),
+        help="--engine ray: worker actors (default: the cluster's CPUs / --ray-threads).",
+    ),
+    option(
+        "--ray-threads",
+        type=click.IntRange(min=1),
+        help="--engine ray: llama.cpp threads per worker (default 1).",
+    ),
+    option(
+        "--ray-block",
+        type=click.IntRange(min=1),
+        default=16,
+        show_default=True,
+        help="--engine ray: seeds a worker takes at a time.",
+    ),
     option("--overwrite", is_flag=True, help="Start the run folder over instead of resuming."),
 ]
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from generator import annotations, backends, generators, jsontext, runfolder, scoring
+from generator import annotations, backends, engine, generators, jsontext, runfolder, scoring
 from generator.checks import BANK as CHECKS_BANK
 from generator.checks import Checker
 from generator.config import (  # re-exported: the library's values live beside generate
@@ -84,6 +84,7 @@ class Pipeline:
         self.checker = Checker(self.prompts, self.generators)
         self.checker.compile()  # a bad cue pattern fails before any work
         self.window = 1  # seeds in flight: one at a time offline, many against an endpoint
+        self.engine = engine.make(self)  # where seeds are processed (an engine's errors first)
         self.dry_run = dry_run
         self.corpus = None  # the input's vocabulary, learnt by `survey` for the backend
         self.backend: Any = None  # made by `connect`, once the run folder is known
@@ -230,11 +231,10 @@ class Pipeline:
 
         return [item if isinstance(item, Skip) else finished(item) for item in out]
 
-    async def process(self, seed: Seed) -> tuple[list[dict], list[dict]]:
-        """One seed through generate, validate and select: (dataset rows, candidate rows)."""
+    async def process(self, seed: Seed, wanted: list) -> tuple[list[dict], list[dict]]:
+        """One seed (with what the probe measured attached) through the `wanted`
+        generators, validate and select: (dataset rows, candidate rows)."""
         k = self.config.candidates
-        seed = self.knowledge.attach(seed)
-        wanted = self.wanted()
         produced = await asyncio.gather(
             *(self.backend.produce(generator, seed, k) for generator in wanted)
         )
@@ -317,14 +317,19 @@ class Pipeline:
                     say("")
                 if keep_reference:
                     keep_reference(self.reference)
+            self.engine.start()  # a Ray pool starts with the reference and the vocabulary
+            self.window = max(self.window, self.engine.window)
             for index, seed in enumerate(self.seeds()):
                 if index < start:
                     continue
                 if not self.wanted():  # every quota is met
                     break
-                pending.append(asyncio.ensure_future(self.process(seed)))
+                seed = self.knowledge.attach(seed)
+                pending.append(self.engine.submit(seed, self.wanted()))
                 while pending and (len(pending) >= self.window or pending[0].done()):
+                    self.engine.flush()
                     emit(await pending.popleft())
+            self.engine.flush()
             while pending:
                 emit(await pending.popleft())
         except (asyncio.CancelledError, KeyboardInterrupt):
@@ -339,6 +344,7 @@ class Pipeline:
             for future in pending:
                 future.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            await self.engine.aclose()
             await self.backend.aclose()
             await self.knowledge.aclose()
             if self.scorer is not None:

@@ -99,7 +99,12 @@ class LlamaEngine:
         params.kv_unified = True  # responses share the prompt's cells
         params.swa_full = True  # sliding-window layers keep every cell: sequences can be cut
         # llama.cpp's default is 4 threads whatever the machine; on 2 cores that is ~10% slower
-        threads = threads or max(1, len(os.sched_getaffinity(0)))
+        # HEDGEROW_THREADS: a Ray worker's share of its node (generator.engine)
+        threads = (
+            threads
+            or int(os.environ.get("HEDGEROW_THREADS") or 0)
+            or max(1, len(os.sched_getaffinity(0)))
+        )
         params.n_threads = params.n_threads_batch = threads
         self.ctx = llama_cpp.llama_init_from_model(self.model, params)
         if not self.ctx:

@@ -1,0 +1,199 @@
+"""`--engine ray`: the seeds processed by a Ray cluster's workers, the run folder written by
+the driver alone, and the bytes of a single-process run: on a local Ray, on a two-node
+cluster on this machine, with a worker killed mid-run, and after the driver is killed
+and the command run again."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, synthetic_seeds
+
+pytestmark = pytest.mark.ray
+
+OUTPUTS = ("dataset.jsonl", "candidates.jsonl")
+
+
+def hedgerow(*args, env=None, timeout=600) -> subprocess.CompletedProcess:
+    """The CLI in a child process: each run starts (and ends) its own local Ray."""
+    return subprocess.run(
+        [sys.executable, "-m", "generator.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {})},
+    )
+
+
+def same_bytes(a: Path, b: Path) -> None:
+    for name in OUTPUTS:
+        made = (b / name).read_bytes()
+        assert made and made == (a / name).read_bytes(), name
+
+
+def engine(run: Path) -> dict:
+    return json.loads((run / "manifest.json").read_text())["engine"]
+
+
+def test_a_local_ray_writes_the_bytes_of_one_process(tmp_path):
+    seeds = synthetic_seeds(tmp_path / "s.jsonl", 30)
+    done = hedgerow("generate", seeds, "-o", tmp_path / "one")
+    assert done.returncode == 0, done.stderr
+    done = hedgerow(
+        "generate", seeds, "-o", tmp_path / "ray", "--engine", "ray", "--ray-block", "4"
+    )
+    assert done.returncode == 0, done.stderr
+    same_bytes(tmp_path / "one", tmp_path / "ray")
+    used = engine(tmp_path / "ray")
+    assert used["name"] == "ray" and used["nodes"] == 1
+    assert sum(used["seeds_per_worker"].values()) == 60
+    assert engine(tmp_path / "one") == {"name": "local"}
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("probe", ["none", "embedded"])
+def test_scored_and_probed_runs_on_ray_write_the_bytes_of_one_process(tmp_path, probe):
+    flags = ["--candidates", "2", "--scorer", "embedded", "--probe", probe]
+    flags += ["--probe-samples", "3"]
+    done = hedgerow("generate", EXAMPLES, "-o", tmp_path / "one", *flags)
+    assert done.returncode == 0, done.stderr
+    ray = ["--engine", "ray", "--ray-workers", "2", "--ray-block", "2"]
+    done = hedgerow("generate", EXAMPLES, "-o", tmp_path / "ray", *flags, *ray)
+    assert done.returncode == 0, done.stderr
+    same_bytes(tmp_path / "one", tmp_path / "ray")
+    rows = [json.loads(line) for line in (tmp_path / "ray" / "candidates.jsonl").open()]
+    assert all(r["fit"]["nll"] > 0 for r in rows if "messages" in r)  # the workers scored
+    if probe != "none":
+        assert any(r["knowledge"] for r in rows if "messages" in r)  # the driver probed
+    assert engine(tmp_path / "ray")["workers"] >= 1
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_two_node_cluster_on_this_machine_writes_the_same_bytes(tmp_path):
+    seeds = synthetic_seeds(tmp_path / "s.jsonl", 20)
+    assert hedgerow("generate", seeds, "-o", tmp_path / "one").returncode == 0
+    address = f"127.0.0.1:{_port()}"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    ray = [sys.executable, "-m", "ray.scripts.scripts"]
+    try:
+        head = [*ray, "start", "--head", "--port", address.split(":")[1], "--num-cpus", "1"]
+        head += ["--include-dashboard=false", "--disable-usage-stats"]
+        subprocess.run(head, env=env, check=True, capture_output=True, timeout=120)
+        node = [*ray, "start", "--address", address, "--num-cpus", "1", "--disable-usage-stats"]
+        subprocess.run(node, env=env, check=True, capture_output=True, timeout=120)
+        done = hedgerow(
+            "generate", seeds, "-o", tmp_path / "two", "--engine", "ray", "--ray-block", "3",
+            env={"RAY_ADDRESS": address},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    finally:
+        subprocess.run([*ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    same_bytes(tmp_path / "one", tmp_path / "two")
+    used = engine(tmp_path / "two")
+    assert used["nodes"] == 2 and used["workers"] == 2
+
+
+def _workers() -> list[int]:
+    found = subprocess.run(["pgrep", "-f", "ray::_Worker"], capture_output=True, text=True)
+    return [int(p) for p in found.stdout.split()]
+
+
+def test_a_worker_killed_mid_run_loses_and_repeats_nothing(tmp_path):
+    seeds = synthetic_seeds(tmp_path / "s.jsonl", 400)
+    assert hedgerow("generate", seeds, "-o", tmp_path / "one").returncode == 0
+    run = tmp_path / "ray"
+    killed = []
+
+    def kill_one():  # once rows are being written, SIGKILL a worker in the middle
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            candidates = run / "candidates.jsonl"
+            workers = _workers()
+            if candidates.exists() and candidates.stat().st_size > 0 and workers:
+                os.kill(workers[0], signal.SIGKILL)
+                killed.append(workers[0])
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    done = hedgerow("generate", seeds, "-o", run, "--engine", "ray", "--ray-block", "5")
+    killer.join()
+    assert done.returncode == 0, done.stderr
+    assert killed  # a worker really died mid-run
+    same_bytes(tmp_path / "one", run)
+    assert sum(engine(run)["seeds_per_worker"].values()) == 800
+
+
+def test_a_killed_driver_resumes_to_the_same_bytes(tmp_path):
+    seeds = synthetic_seeds(tmp_path / "s.jsonl", 2000)
+    assert hedgerow("generate", seeds, "-o", tmp_path / "one").returncode == 0
+    run = tmp_path / "ray"
+    command = [sys.executable, "-m", "generator.cli", "generate", str(seeds), "-o", str(run)]
+    command += ["--engine", "ray", "--ray-block", "5"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    journal = run / "journal.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and driver.poll() is None:
+        lines = journal.read_text().splitlines() if journal.exists() else []
+        if len(lines) >= 2 and json.loads(lines[-1]).get("done", 0) > 0:
+            break
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(30)
+    done_before = json.loads(journal.read_text().splitlines()[-1]).get("done", 0)
+    assert 0 < done_before < 4000  # killed mid-run
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], env=env)
+    assert again.returncode == 0, again.stderr
+    assert "(resumed after " in again.stdout
+    same_bytes(tmp_path / "one", run)
+
+
+def test_without_ray_installed_it_is_one_line_naming_the_install(tmp_path):
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from generator.cli import main\n"
+        f"main(['generate', {str(EXAMPLES)!r}, '-o', 'x', '--engine', 'ray'])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "Error: --engine ray needs Ray, which is not installed: pip install 'hedgerow[ray]'"
+    )
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_cluster_that_cannot_be_reached_is_one_line_in_seconds(tmp_path):
+    start = time.monotonic()
+    done = hedgerow(
+        "generate", EXAMPLES, "-o", tmp_path / "x", "--engine", "ray",
+        "--ray-address", f"127.0.0.1:{_port()}",
+    )  # fmt: skip
+    assert done.returncode == 1 and time.monotonic() - start < 30
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "no Ray cluster answers there" in done.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_endpoint_run_on_ray_says_it_is_not_available_yet(tmp_path):
+    done = hedgerow(
+        "generate", EXAMPLES, "-o", tmp_path / "x", "--engine", "ray",
+        "--backend", "openai", "--model", "m", "--base-url", "http://127.0.0.1:9/v1",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "--engine ray runs --backend offline for now" in done.stderr
+    assert not (tmp_path / "x").exists()
