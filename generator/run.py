@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from generator import annotations, backends, engine, generators, jsontext, runfolder, scoring
+from generator import manifest as record
 from generator.checks import BANK as CHECKS_BANK
 from generator.checks import Checker
 from generator.config import (  # re-exported: the library's values live beside generate
@@ -31,16 +32,6 @@ from generator.config import (  # re-exported: the library's values live beside 
 from generator.errors import ConfigError, EndpointError, param, refuse_in_loop
 from generator.generators import quota_key  # re-exported: a partner row counts toward its owner
 from generator.io import input_stats, iter_seeds
-from generator.manifest import (
-    build_manifest,
-    plain,
-    redact,
-    request_summary,
-    settled,
-    tally,
-    token_usage,
-    unusable,
-)
 from generator.runfolder import CANDIDATES, DATASET, REFERENCE, RunFolder, iter_rows
 from generator.select import NearDuplicates, fallback, select
 from generator.templates import Prompts
@@ -395,12 +386,12 @@ async def agenerate(
         cached = asks and (path / CACHE_FILE).is_file()
         pipeline.connect(ResponseCache(path / CACHE_FILE, readonly=True) if cached else None)
         stats = pipeline.backend.stats
-        counts = tally([])
+        counts = record.tally([])
         if progress:
             progress.start(total, 0)
 
         def count(rows: tuple[list, list]) -> None:
-            tally(rows[1], counts)
+            record.tally(rows[1], counts)
             noted()
 
         try:
@@ -412,10 +403,10 @@ async def agenerate(
             None,
             total,
             0,
-            plain(counts),
+            record.plain(counts),
             time.time() - started,
             status="dry-run",
-            requests=request_summary(stats, config),
+            requests=record.request_summary(stats, config),
         )
 
     folder = RunFolder(path, fingerprint, inputs=config.seeds)
@@ -429,8 +420,8 @@ async def agenerate(
 
     def write(rows: tuple[list, list]) -> None:
         if stats is not None:
-            folder.carried = {"usage": token_usage(stats, carried)}
-        folder.write(*rows, settled=settled(rows[1]))
+            folder.carried = {"usage": record.token_usage(stats, carried)}
+        folder.write(*rows, settled=record.settled(rows[1]))
         noted()
 
     def keep_reference(reference: scoring.Reference) -> None:
@@ -460,18 +451,18 @@ async def agenerate(
     finally:
         try:
             if stats is not None:
-                folder.carried = {"usage": token_usage(stats, carried)}
+                folder.carried = {"usage": record.token_usage(stats, carried)}
                 pipeline.backend.cache.close()
             folder.checkpoint()
-            counts = plain(tally(iter_rows(folder.path / CANDIDATES)))
+            counts = record.plain(record.tally(iter_rows(folder.path / CANDIDATES)))
             if status == "complete" and counts["request_failures"] and not counts["candidates"]:
                 status = "failed"  # no row could be made because requests failed
             seconds = time.time() - started
-            requests = request_summary(stats, config)
-            manifest = build_manifest(
+            requests = record.request_summary(stats, config)
+            manifest = record.build_manifest(
                 config,
                 pipeline,
-                redact(command, api_key),
+                record.redact(command, api_key),
                 fingerprint,
                 counts,
                 status,
@@ -480,7 +471,7 @@ async def agenerate(
                 resumed_from,
                 started,
                 seconds,
-                token_usage(stats, carried),
+                record.token_usage(stats, carried),
                 requests,
             )
             folder.write_manifest(manifest)
@@ -490,7 +481,7 @@ async def agenerate(
         failures = counts["request_failures"]
         causes = dict(sorted(failures.items(), key=lambda kv: -kv[1])[:3])
         raise EndpointError(
-            pipeline.backend.failed_message(sum(failures.values()), causes, unusable(counts))
+            pipeline.backend.failed_message(sum(failures.values()), causes, record.unusable(counts))
         )
     return RunResult(
         folder.path,
