@@ -1,12 +1,21 @@
 """Throughput of --backend openai against a local endpoint with a fixed latency.
 
-For each concurrency N, 500 seeds (one hedge request each) go through the whole pipeline
-against tests/fakeserver.py (its own process) answering after `--delay` seconds. The
-ideal rate is N / delay requests per second; the figure is achieved / ideal, all measured
-side by side in one run. Then the client's own cost: CPU seconds per request of this
-process, against the same server with no delay.
+For each concurrency N, 1,000 seeds (one hedge request each) go through the whole
+pipeline against tests/fakeserver.py (its own process) answering after `--delay` seconds.
+The ideal rate is N / delay requests per second. Two figures per level, all measured side
+by side in one run:
 
-    python benchmarks/openai_concurrency.py [--seeds 500] [--delay 0.2] [--levels 1,8,32,64]
+- the request phase, read off the server's own clock (first request in to last reply
+  out): requests per second in it over the ideal;
+- the time outside it: `generate()`'s wall time minus that phase (start-up before the
+  first request, the manifest and closing after the last reply);
+- the ceiling: the same number of requests sent by the openai SDK alone (no pipeline,
+  one `post` each under a semaphore), its request phase over the ideal.
+
+Then the client's own cost: CPU seconds per request of this process, against the same
+server with no delay.
+
+    python benchmarks/openai_concurrency.py [--seeds 1000] [--delay 0.2] [--levels 8,32,64]
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +54,46 @@ def seeds(path: Path, n: int) -> Path:
     return path
 
 
+def phase(url: str, since: int) -> tuple[float, int]:
+    """The server's request phase after its first `since` requests: seconds from the
+    first arrival to the last reply, and how many requests arrived in it."""
+    with urllib.request.urlopen(url.rstrip("/") + "/stats") as response:
+        stats = json.load(response)
+    arrivals, replies = stats["arrivals"][since:], stats["replies"][since:]
+    return max(replies) - min(arrivals), len(arrivals)
+
+
+def bare(url: str, concurrency: int, n: int) -> float:
+    """Requests per second in the server's request phase when the openai SDK alone sends
+    `n` requests, `concurrency` at a time: what the transport allows, with no pipeline."""
+    import asyncio
+
+    import openai
+
+    async def go() -> None:
+        client = openai.AsyncOpenAI(api_key="none", base_url=url, max_retries=0)
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            ask = f"<reference>#### {i}</reference> q{i}"  # the fake server answers it
+            body = {"model": "bench", "messages": [{"role": "user", "content": ask}]}
+            async with slots:
+                await client.post("/chat/completions", cast_to=object, body=body)
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+        await client.close()
+
+    before = seen(url)
+    asyncio.run(go())
+    inside, asked = phase(url, before)
+    return asked / inside
+
+
+def seen(url: str) -> int:
+    with urllib.request.urlopen(url.rstrip("/") + "/stats") as response:
+        return json.load(response)["requests"]
+
+
 def run(data: Path, url: str, concurrency: int, out: Path) -> tuple[float, int, float]:
     config = RunConfig(
         seeds=(str(data),),
@@ -53,6 +103,8 @@ def run(data: Path, url: str, concurrency: int, out: Path) -> tuple[float, int, 
         model="bench",
         base_urls=(url,),
         concurrency=concurrency,
+        scorer="none",  # the client alone: no probe, no fit scoring
+        probe="none",
     )
     cpu, wall = time.process_time(), time.perf_counter()
     result = generate(config)
@@ -64,9 +116,9 @@ def run(data: Path, url: str, concurrency: int, out: Path) -> tuple[float, int, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=500)
+    parser.add_argument("--seeds", type=int, default=1000)
     parser.add_argument("--delay", type=float, default=0.2)
-    parser.add_argument("--levels", default="1,8,32,64")
+    parser.add_argument("--levels", default="8,32,64")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,12 +131,23 @@ def main() -> None:
             print(
                 f"{args.seeds} seeds, one request each, endpoint latency {args.delay * 1000:.0f} ms"
             )
-            print(f"{'concurrency':>11} {'req/s':>8} {'ideal':>8} {'ratio':>6} {'seconds':>8}")
+            print(
+                f"{'concurrency':>11} {'ideal':>7} {'overall':>8} {'ratio':>6} "
+                f"{'in phase':>9} {'ratio':>6} {'seconds':>8} {'outside':>8} {'SDK alone':>9}"
+            )
             for n in levels:
+                before = seen(url)
                 wall, sent, _ = run(data, url, n, tmp / f"c{n}")
+                inside, asked = phase(url, before)
+                assert asked == sent, (asked, sent)
                 ideal = n / args.delay
-                rate = sent / wall
-                print(f"{n:>11} {rate:>8.1f} {ideal:>8.1f} {rate / ideal:>6.2f} {wall:>8.2f}")
+                ceiling = bare(url, n, args.seeds) / ideal
+                rate, sustained = sent / wall, sent / inside
+                print(
+                    f"{n:>11} {ideal:>7.1f} {rate:>8.1f} {rate / ideal:>6.2f} "
+                    f"{sustained:>9.1f} {sustained / ideal:>6.2f} "
+                    f"{wall:>8.2f} {wall - inside:>8.2f} {ceiling:>9.2f}"
+                )
         finally:
             proc.terminate()
         proc, url = server(0.0)

@@ -67,6 +67,10 @@ class Log:
     times: list[tuple[float, str]] = field(default_factory=list)
     formats: Counter = field(default_factory=Counter)
     authorization: set = field(default_factory=set)
+    # wall-clock times (time.time(), comparable across processes) of every chat request's
+    # arrival and of every reply sent: a benchmark reads its request phase off them
+    arrivals: list[float] = field(default_factory=list)
+    replies: list[float] = field(default_factory=list)
 
 
 def _between(text: str, tag: str) -> str:
@@ -220,7 +224,12 @@ class FakeServer:
 
     async def _respond(self, method, path, body, writer) -> bool:
         if method == "GET" and path.endswith("/stats"):
-            stats = {"requests": len(self.log.keys), "outcomes": dict(self.log.outcomes)}
+            stats = {
+                "requests": len(self.log.keys),
+                "outcomes": dict(self.log.outcomes),
+                "arrivals": self.log.arrivals,
+                "replies": self.log.replies,
+            }
             self._send(writer, 200, json.dumps(stats).encode())
             await writer.drain()
             return True
@@ -236,6 +245,7 @@ class FakeServer:
         key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
         now = time.monotonic()
         self._first = self._first if self._first is not None else now
+        self.log.arrivals.append(time.time())
         self.log.keys.append(key)
         form = (request.get("response_format") or {}).get("type", "none")
         self.log.formats[form] += 1
@@ -362,6 +372,7 @@ class FakeServer:
         self._outcome(key, outcome)
         self._send(writer, status, payload, ctype, extra)
         await writer.drain()
+        self.log.replies.append(time.time())
         return True
 
 
