@@ -120,7 +120,8 @@ RUN_OPTIONS = [
         default="embedded",
         show_default=True,
         help="Fit scorer: embedded (the bundled Gemma 3 270M base model), gguf:PATH, "
-        "openai:URL (a /v1/completions with echo and logprobs) or none.",
+        "openai:URL (a /v1/completions with echo and logprobs; openai:URL1,URL2 takes "
+        "replicas in turn) or none.",
     ),
     option(
         "--probe",

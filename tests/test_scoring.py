@@ -488,3 +488,32 @@ def test_a_stop_while_the_model_scores_is_prompt(tmp_path, command, started, kep
         manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
         assert manifest["status"] == "interrupted" and manifest["seeds"]["done"] == 0
         assert not (tmp_path / "run" / "reference.json").exists()
+
+
+def test_a_server_scorer_spreads_texts_over_several_urls_and_scores_them_the_same():
+    pairs = [(f"question {i}?", f"answer number {i} here") for i in range(6)]
+
+    async def run(spec):
+        scorer = make(spec, Prompts())
+        try:
+            return await scorer.score(pairs)
+        finally:
+            await scorer.aclose()
+
+    with FakeServer(Plan()) as one, FakeServer(Plan()) as two:
+        alone = asyncio.run(run(f"openai:{one.url}"))
+        asked = len(one.log.keys)
+        spread = asyncio.run(run(f"openai:{one.url},{two.url}"))
+        shares = len(one.log.keys) - asked, len(two.log.keys)
+    assert spread == alone and all(fit is not None for fit in spread)
+    assert shares == (3, 3)  # each URL scored half of the texts
+
+
+def test_one_unreachable_url_among_several_is_named_in_a_one_line_error(tmp_path):
+    (tmp_path / "s.jsonl").write_text('{"question": "q", "answer": "a b c"}\n')
+    with FakeServer(Plan()) as server:
+        spec = f"openai:{server.url},http://127.0.0.1:9/v1"
+        result = invoke("score", "s.jsonl", "--scorer", spec)
+    assert result.exit_code == 1
+    assert "cannot reach http://127.0.0.1:9/v1" in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -40,7 +40,8 @@ def _snippet(text: str, size: int = 60) -> str:
 
 
 class ServerScorer(Scorer):
-    """`--scorer openai:URL`: prompt logprobs from a completions endpoint."""
+    """`--scorer openai:URL`: prompt logprobs from a completions endpoint, or from several
+    (`openai:URL1,URL2`, replicas of one model): each text goes to the next in turn."""
 
     def __init__(
         self,
@@ -52,14 +53,16 @@ class ServerScorer(Scorer):
         timeout: float = TIMEOUT,
     ):
         super().__init__(spec, prompts)
-        self.url = url.rstrip("/")
+        self.urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
         self.api_key = api_key
         self.concurrency = concurrency
         self.timeout = timeout
-        self._client = None
-        self._model: str | None = None
+        self._clients: list = []  # one per URL
+        self._model: str | None = None  # the first server's model: the replicas serve it too
+        self._turn = 0
         self._slots: asyncio.Semaphore | None = None
-        self._waiting: dict[object, tuple[float, int]] = {}  # request -> (sent at, attempt)
+        # request -> (sent at, attempt, URL)
+        self._waiting: dict[object, tuple[float, int, str]] = {}
         self._said = False  # on_wait was told something that still shows
 
     def describe(self) -> dict[str, Any]:
@@ -68,15 +71,17 @@ class ServerScorer(Scorer):
     def _fail(self, what: str) -> ScorerError:
         return ScorerError(f"{param('scorer')} {self.spec}: {what}")
 
-    async def _send(self, what: str, request: Callable[[], Awaitable[Any]], connect: bool = False):
-        """`request()`, sent again after a timeout, a lost connection, a 5xx or a 429, at
-        most ATTEMPTS times; `connect`: the first contact, where a refused connection is a
-        wrong URL or a server not started, said at once."""
+    async def _send(
+        self, what: str, request: Callable[[], Awaitable[Any]], url: str, connect: bool = False
+    ):
+        """`request()` to `url`, sent again after a timeout, a lost connection, a 5xx or a
+        429, at most ATTEMPTS times; `connect`: the first contact, where a refused
+        connection is a wrong URL or a server not started, said at once."""
         import openai
 
         for attempt in range(1, ATTEMPTS + 1):
             key = object()
-            self._waiting[key] = (time.monotonic(), attempt)
+            self._waiting[key] = (time.monotonic(), attempt, url)
             try:
                 return await request()
             except openai.APITimeoutError:
@@ -84,7 +89,7 @@ class ServerScorer(Scorer):
             except openai.APIConnectionError as e:
                 if connect:
                     raise self._fail(
-                        f"cannot reach {self.url} ({e.__class__.__name__}); start the server "
+                        f"cannot reach {url} ({e.__class__.__name__}); start the server "
                         "or fix the URL (it ends in /v1)"
                     ) from None
                 failed = f"dropped the connection during {what}"
@@ -111,7 +116,7 @@ class ServerScorer(Scorer):
                 oldest = min(self._waiting.values(), default=None)
                 if oldest is not None and now - oldest[0] >= patience:
                     self.on_wait(
-                        f"waiting for {self.url}: {now - oldest[0]:.0f} s (attempt "
+                        f"waiting for {oldest[2]}: {now - oldest[0]:.0f} s (attempt "
                         f"{oldest[1]} of {ATTEMPTS}, --timeout {self.timeout:g} s)"
                     )
                     self._said = True
@@ -144,28 +149,33 @@ class ServerScorer(Scorer):
     async def _setup(self) -> None:
         import openai
 
-        if self._client is None:
-            self._client = openai.AsyncOpenAI(
-                base_url=self.url,
-                api_key=self.api_key or "none",  # a local server wants no key
-                timeout=self.timeout,
-                max_retries=0,  # retried in _send, where the wait is seen and bounded
-            )
-            self._slots = asyncio.Semaphore(self.concurrency)
-        if self._model is None:
-            try:
-                raw = await self._send(
-                    "GET /models",
-                    self._client.models.with_raw_response.list,
-                    connect=True,
+        if not self._clients:
+            self._clients = [
+                openai.AsyncOpenAI(
+                    base_url=url,
+                    api_key=self.api_key or "none",  # a local server wants no key
+                    timeout=self.timeout,
+                    max_retries=0,  # retried in _send, where the wait is seen and bounded
                 )
-                listed = json.loads(raw.text)
-                ids = [m["id"] for m in listed["data"]]
-            except openai.APIStatusError:
-                ids = []  # no /models: the server takes any name
-            except (ValueError, KeyError, TypeError):
-                ids = []  # an odd listing: /completions will say what is wrong, if anything
-            self._model = ids[0] if ids and isinstance(ids[0], str) else "default"
+                for url in self.urls
+            ]
+            # every replica takes a share of the requests in flight
+            self._slots = asyncio.Semaphore(self.concurrency * len(self.urls))
+        if self._model is None:
+            models = []
+            for url, client in zip(self.urls, self._clients, strict=True):
+                try:  # each URL once now: one that cannot be reached is said at once
+                    raw = await self._send(
+                        "GET /models", client.models.with_raw_response.list, url, connect=True
+                    )
+                    listed = json.loads(raw.text)
+                    ids = [m["id"] for m in listed["data"]]
+                except openai.APIStatusError:
+                    ids = []  # no /models: the server takes any name
+                except (ValueError, KeyError, TypeError):
+                    ids = []  # an odd listing: /completions will say what is wrong, if anything
+                models.append(ids[0] if ids and isinstance(ids[0], str) else "default")
+            self._model = models[0]
 
     async def _score(self, pairs: Sequence[tuple[str, str]]) -> list[Fit | None]:
         watch = asyncio.ensure_future(self._watch()) if self.on_wait else None
@@ -182,11 +192,16 @@ class ServerScorer(Scorer):
         import openai
 
         left, right = 0, len(whole)  # the slice sent; shrunk while the server says too long
+        self._turn += 1
+        url, client = (
+            self.urls[self._turn % len(self.urls)],
+            self._clients[self._turn % len(self.urls)],
+        )
         for _ in range(40):
             sent = whole[left:right]
 
             async def request(sent=sent):
-                return await self._client.completions.with_raw_response.create(
+                return await client.completions.with_raw_response.create(
                     model=self._model,
                     prompt=sent,
                     max_tokens=1,
@@ -197,7 +212,7 @@ class ServerScorer(Scorer):
 
             try:
                 async with self._slots:
-                    raw = await self._send("a scoring request", request)
+                    raw = await self._send("a scoring request", request, url)
             except openai.BadRequestError as e:
                 said = str(e.message)
                 if not any(word in said.lower() for word in _TOO_LONG):
@@ -257,6 +272,6 @@ class ServerScorer(Scorer):
         return Fit(-sum(ours) / len(ours), len(ours), truncated=truncated)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        for client in self._clients:
+            await client.close()
+        self._clients = []
