@@ -129,7 +129,8 @@ RUN_OPTIONS = [
         show_default=True,
         help="Knowledge probe (sets each hedge's confidence, and says \"I don't know\" where "
         "the model does not): embedded (the --scorer model when in-process, else the bundled "
-        "one), gguf:PATH, openai:URL (a /v1/completions) or none.",
+        "one), gguf:PATH, openai:URL (a /v1/completions; openai:URL1,URL2 takes replicas in "
+        "turn) or none.",
     ),
     PROBE_SAMPLES,
     PROBE_TEMPERATURE,

@@ -373,3 +373,33 @@ def test_a_short_money_answer_is_a_number_an_answer_can_equal(answers):
     expected = answers.expected("What is the total of the bill?", "$9.00")
     assert (expected.kind, expected.text, expected.number) == ("number", "9.00", 9.0)
     assert answers.correct(expected, "The total is $9.")
+
+
+def test_a_probe_over_several_urls_sends_each_seeds_requests_to_one_of_them_in_turn():
+    import asyncio
+    import hashlib
+
+    from generator.probe.server import ServerSampler
+
+    from .fakeserver import FakeServer, Plan
+
+    frames = [f"Q: question {i}?\nA:" for i in range(4)]
+
+    async def run(url):
+        sampler = ServerSampler(f"openai:{url}", url)
+        try:
+            return [await sampler.sample(f, 2, 1.0, 8, 7) for f in frames]
+        finally:
+            await sampler.aclose()
+
+    def asked(server):
+        return set(server.log.keys)
+
+    key = {hashlib.sha256(f.encode()).hexdigest()[:16]: f for f in frames}
+    with FakeServer(Plan()) as one, FakeServer(Plan()) as two:
+        spread = asyncio.run(run(f"{one.url},{two.url}"))
+        got = {key[k] for k in asked(one)}, {key[k] for k in asked(two)}
+        alone = asyncio.run(run(one.url))
+    assert got == ({frames[1], frames[3]}, {frames[0], frames[2]})
+    assert spread == alone  # the fake server echoes the prompt: its first line is the answer
+    assert [s.greedy for s in spread] == [f.split("\n")[0] for f in frames]

@@ -2,7 +2,8 @@
 
 The greedy answer is one request at temperature 0; the K samples are one request with
 `n=K` where the server honours `n` (vLLM does), else K requests, each with its own
-`seed`. Either way an answer stops at the first newline.
+`seed`. Either way an answer stops at the first newline. `openai:URL1,URL2` (replicas of
+one model) takes the seeds in turn: all of one seed's requests go to one URL.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ class ServerSampler(Sampler):
         concurrency: int = 8,
     ):
         self.spec = spec
-        self.url = url.rstrip("/")
+        self.urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
         self.api_key = api_key
         self.timeout = timeout
-        self._client = None
-        self._model: str | None = None
+        self._clients: list = []  # one per URL
+        self._model: str | None = None  # the first server's model: the replicas serve it too
+        self._turn = 0
         self._n: bool | None = None  # does the server return n choices for n?
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = asyncio.Semaphore(concurrency * len(self.urls))
 
     def describe(self) -> dict[str, Any]:
         return {"probe": self.spec, "model": self._model, "n_per_request": self._n}
@@ -42,32 +44,40 @@ class ServerSampler(Sampler):
     async def _setup(self) -> None:
         import openai
 
-        if self._client is None:
-            self._client = openai.AsyncOpenAI(
-                base_url=self.url,
-                api_key=self.api_key or "none",
-                timeout=self.timeout,
-                max_retries=4,
-            )
+        if not self._clients:
+            self._clients = [
+                openai.AsyncOpenAI(
+                    base_url=url,
+                    api_key=self.api_key or "none",
+                    timeout=self.timeout,
+                    max_retries=4,
+                )
+                for url in self.urls
+            ]
         if self._model is None:
-            try:
-                listed = await self._client.models.list()
-                ids = [m.id for m in listed.data]
-            except (openai.APIConnectionError, openai.APITimeoutError) as e:
-                raise self._fail(
-                    f"cannot reach {self.url} ({e.__class__.__name__}); start the server "
-                    "or fix the URL (it ends in /v1)"
-                ) from None
-            except (openai.APIStatusError, AttributeError, TypeError, ValueError):
-                ids = []  # no usable /models: the server takes any name
-            self._model = ids[0] if ids else "default"
+            models = []
+            for url, client in zip(self.urls, self._clients, strict=True):
+                try:  # each URL once now: one that cannot be reached is said at once
+                    listed = await client.models.list()
+                    ids = [m.id for m in listed.data]
+                except (openai.APIConnectionError, openai.APITimeoutError) as e:
+                    raise self._fail(
+                        f"cannot reach {url} ({e.__class__.__name__}); start the server "
+                        "or fix the URL (it ends in /v1)"
+                    ) from None
+                except (openai.APIStatusError, AttributeError, TypeError, ValueError):
+                    ids = []  # no usable /models: the server takes any name
+                models.append(ids[0] if ids else "default")
+            self._model = models[0]
 
-    async def _ask(self, frame: str, n: int, temperature: float, max_tokens: int, seed: int):
+    async def _ask(
+        self, to: int, frame: str, n: int, temperature: float, max_tokens: int, seed: int
+    ):
         import openai
 
         try:
             async with self._slots:
-                reply = await self._client.completions.create(
+                reply = await self._clients[to].completions.create(
                     model=self._model,
                     prompt=frame,
                     n=n,
@@ -78,7 +88,7 @@ class ServerSampler(Sampler):
                 )
         except (openai.APIConnectionError, openai.APITimeoutError) as e:
             raise self._fail(
-                f"lost {self.url} ({e.__class__.__name__}); probed seeds are saved, run the "
+                f"lost {self.urls[to]} ({e.__class__.__name__}); probed seeds are saved, run the "
                 "same command again to resume"
             ) from None
         except openai.APIStatusError as e:
@@ -98,23 +108,25 @@ class ServerSampler(Sampler):
 
     async def sample(self, frame: str, k: int, temperature: float, max_tokens: int, seed: int):
         await self._setup()
+        self._turn += 1
+        to = self._turn % len(self.urls)  # this seed's replica
         seed %= 2**31
-        greedy = (await self._ask(frame, 1, 0.0, max_tokens, seed))[0]
+        greedy = (await self._ask(to, frame, 1, 0.0, max_tokens, seed))[0]
         samples: list[str] = []
         if k and self._n is not False:
-            samples = await self._ask(frame, k, temperature, max_tokens, seed)
+            samples = await self._ask(to, frame, k, temperature, max_tokens, seed)
             if self._n is None:
                 self._n = len(samples) == k
             if len(samples) != k:
                 samples = []
         if len(samples) != k:  # the server gives one choice whatever n says: K requests
             asked = await asyncio.gather(
-                *(self._ask(frame, 1, temperature, max_tokens, seed + 1 + i) for i in range(k))
+                *(self._ask(to, frame, 1, temperature, max_tokens, seed + 1 + i) for i in range(k))
             )
             samples = [texts[0] for texts in asked]
         return Sampled(greedy, tuple(samples))
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        for client in self._clients:
+            await client.close()
+        self._clients = []
