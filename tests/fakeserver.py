@@ -52,6 +52,9 @@ class Plan:
     reject_json_schema: bool = False
     auth_error: bool = False  # 401 quoting the key back, as some servers do
     completion_logprobs: bool = True
+    # /completions like a vLLM whose echo carries no logprobs: prompt logprobs only when
+    # the body asks for `prompt_logprobs`, in vLLM's per-token dicts
+    prompt_logprobs: bool = False
     context_chars: int = 0  # /completions: longer texts are refused as over the context
     completion_fault: str | None = None  # /completions: one of COMPLETION_FAULTS
     completion_match: str = ""  # ... only for texts containing this ("" for every text)
@@ -345,6 +348,15 @@ class FakeServer:
         }
         choice = {"index": 0, "text": text + ".", "finish_reason": "length"}
         choice["logprobs"] = logprobs if self.plan.completion_logprobs else None
+        if self.plan.prompt_logprobs:
+            choice["logprobs"] = None
+            if "prompt_logprobs" in request:
+                pieces = [w.group() for w in words]
+                pieces[-1] += text[words[-1].end() :]  # trailing spaces end the last token
+                choice["prompt_logprobs"] = [None] + [
+                    {str(1000 + i): {"logprob": value, "rank": 1, "decoded_token": piece}}
+                    for i, piece in enumerate(pieces[1:])
+                ]
         payload = {
             "id": "cmpl-" + key,
             "object": "text_completion",

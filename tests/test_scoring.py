@@ -517,3 +517,20 @@ def test_one_unreachable_url_among_several_is_named_in_a_one_line_error(tmp_path
     assert result.exit_code == 1
     assert "cannot reach http://127.0.0.1:9/v1" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_server_answering_vllms_prompt_logprobs_scores_as_one_echoing_logprobs():
+    # A vLLM whose echo carries no logprobs: the scorer asks again with prompt_logprobs
+    # and lays the decoded tokens back onto the text: the same tokens, the same fits.
+    pairs = [("What is 2 + 2?", "It is 4."), ("Name a colour.", "  Blue,  and green.")]
+
+    async def run(url):
+        scorer = make(f"openai:{url}", Prompts())
+        try:
+            return await scorer.score(pairs)
+        finally:
+            await scorer.aclose()
+
+    with FakeServer(Plan()) as echo, FakeServer(Plan(prompt_logprobs=True)) as vllm:
+        echoed, asked = asyncio.run(run(echo.url)), asyncio.run(run(vllm.url))
+    assert asked == echoed and all(fit is not None and fit.tokens > 1 for fit in asked)

@@ -1,9 +1,11 @@
-"""Scoring through an OpenAI-compatible `/v1/completions` that echoes prompt logprobs.
+"""Scoring through an OpenAI-compatible `/v1/completions` that returns prompt logprobs.
 
 vLLM and llama.cpp's server (`python -m llama_cpp.server ... --logits_all true`) return,
 with `echo=True, logprobs=1`, the log-probability of every token of the text sent. The
-response's tokens are the ones whose `text_offset` falls after the frame's prefix. This
-is the way to big base models and many machines: the server batches and caches prompts.
+response's tokens are the ones whose `text_offset` falls after the frame's prefix. A
+server whose echo has no logprobs is asked again with vLLM's `prompt_logprobs: 0`, whose
+decoded tokens are laid back from the end of the text to find their offsets. This is the
+way to big base models and many machines (`openai:URL1,URL2`: replicas in turn).
 
 Bodies are read raw and parsed here, so a server that answers an HTML page, a body that
 is not JSON or offsets that miss the text gets a one-line error saying what it did wrong.
@@ -39,6 +41,18 @@ def _snippet(text: str, size: int = 60) -> str:
     return repr(text[:size] + ("…" if len(text) > size else ""))
 
 
+def _offsets(body: Any) -> tuple[list, list] | None:
+    """(character offsets, logprobs) of the echoed prompt, when the answer has them."""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
+    offsets = logprobs.get("text_offset") if isinstance(logprobs, dict) else None
+    values = logprobs.get("token_logprobs") if isinstance(logprobs, dict) else None
+    if not offsets or not isinstance(offsets, list) or not isinstance(values, list):
+        return None
+    return offsets, values
+
+
 class ServerScorer(Scorer):
     """`--scorer openai:URL`: prompt logprobs from a completions endpoint, or from several
     (`openai:URL1,URL2`, replicas of one model): each text goes to the next in turn."""
@@ -60,6 +74,9 @@ class ServerScorer(Scorer):
         self._clients: list = []  # one per URL
         self._model: str | None = None  # the first server's model: the replicas serve it too
         self._turn = 0
+        # vLLM's own form: prompt logprobs asked as `prompt_logprobs` in the body, once an
+        # echo answer came back without them
+        self._prompt_logprobs = False
         self._slots: asyncio.Semaphore | None = None
         # request -> (sent at, attempt, URL)
         self._waiting: dict[object, tuple[float, int, str]] = {}
@@ -200,7 +217,9 @@ class ServerScorer(Scorer):
         for _ in range(40):
             sent = whole[left:right]
 
-            async def request(sent=sent):
+            vllm = self._prompt_logprobs  # what this request asks for
+
+            async def request(sent=sent, vllm=vllm):
                 return await client.completions.with_raw_response.create(
                     model=self._model,
                     prompt=sent,
@@ -208,6 +227,7 @@ class ServerScorer(Scorer):
                     echo=True,
                     logprobs=1,
                     temperature=0,
+                    extra_body={"prompt_logprobs": 0} if vllm else None,
                 )
 
             try:
@@ -229,9 +249,11 @@ class ServerScorer(Scorer):
                     f"the server answered HTTP {e.status_code} ({e.message})"
                 ) from None
             truncated = left > 0 or right < len(whole)
-            return self._parse(
-                self._json(raw, "POST /completions"), sent, len(prefix) - left, truncated
-            )
+            body = self._json(raw, "POST /completions")
+            if not vllm and _offsets(body) is None:
+                self._prompt_logprobs = True  # no echoed logprobs: ask as vLLM does
+                continue
+            return self._parse(body, sent, len(prefix) - left, truncated)
         raise self._fail("the server kept saying the text is too long")
 
     def _parse(self, body: Any, sent: str, start: int, truncated: bool) -> Fit | None:
@@ -243,15 +265,14 @@ class ServerScorer(Scorer):
                 f"({_snippet(jsontext.dumps(body))}); it must be an OpenAI-compatible completions "
                 "endpoint"
             )
-        logprobs = choices[0].get("logprobs")
-        offsets = logprobs.get("text_offset") if isinstance(logprobs, dict) else None
-        values = logprobs.get("token_logprobs") if isinstance(logprobs, dict) else None
-        if not offsets or not isinstance(offsets, list) or not isinstance(values, list):
+        found = _offsets(body) or self._aligned(choices[0].get("prompt_logprobs"), sent)
+        if found is None:
             raise self._fail(
-                "the server returned no prompt logprobs for echo=True; it must support echo "
-                "with logprobs (vLLM does; start llama.cpp's llama_cpp.server with "
-                "--logits_all true)"
+                "the server returned no prompt logprobs for echo=True or prompt_logprobs; it "
+                "must support echo with logprobs (vLLM does; start llama.cpp's "
+                "llama_cpp.server with --logits_all true)"
             )
+        offsets, values = found
         ours = [
             v
             for offset, v in zip(offsets, values, strict=False)
@@ -270,6 +291,31 @@ class ServerScorer(Scorer):
         # Non-finite values (NaN, -Infinity: JSON from Python servers can carry them) pass
         # through here; Scorer.score turns them into a failed fit with a reason.
         return Fit(-sum(ours) / len(ours), len(ours), truncated=truncated)
+
+    def _aligned(self, entries: Any, sent: str) -> tuple[list, list] | None:
+        """vLLM's `prompt_logprobs` (one dict {token id: {logprob, decoded_token}} per
+        prompt token, None first) as (character offsets, logprobs): the decoded tokens are
+        laid back from the end of the text sent, so the first token's text is not needed."""
+        if not isinstance(entries, list) or len(entries) < 2:
+            return None
+        offsets, values, end = [], [], len(sent)
+        for entry in reversed(entries[1:]):
+            infos = list(entry.values()) if isinstance(entry, dict) else []
+            if len(infos) != 1 or not isinstance(infos[0], dict):
+                raise self._fail(
+                    "the server's prompt_logprobs do not give one token per position; it "
+                    "must honour prompt_logprobs=0 (the prompt's own tokens only)"
+                )
+            piece = infos[0].get("decoded_token")
+            if not isinstance(piece, str) or not sent[:end].endswith(piece):
+                raise self._fail(
+                    "the server's decoded prompt tokens do not spell the text sent; use a "
+                    "server whose echo returns logprobs with text_offset"
+                )
+            end -= len(piece)
+            offsets.append(end)
+            values.append(infos[0].get("logprob"))
+        return offsets[::-1], values[::-1]
 
     async def aclose(self) -> None:
         for client in self._clients:
