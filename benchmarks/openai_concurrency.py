@@ -2,8 +2,8 @@
 
 For each concurrency N, 1,000 seeds (one hedge request each) go through the whole
 pipeline against tests/fakeserver.py (its own process) answering after `--delay` seconds.
-The ideal rate is N / delay requests per second. Two figures per level, all measured side
-by side in one run:
+The ideal rate is N / delay requests per second. Three figures per level, all measured
+side by side in one run:
 
 - the request phase, read off the server's own clock (first request in to last reply
   out): requests per second in it over the ideal;
@@ -54,12 +54,22 @@ def seeds(path: Path, n: int) -> Path:
     return path
 
 
+def clock(url: str) -> tuple[list[float], list[float]]:
+    """The server's clock: when each chat request arrived and each reply went out."""
+    with urllib.request.urlopen(url.rstrip("/") + "/stats") as response:
+        stats = json.load(response)
+    return stats["arrivals"], stats["replies"]
+
+
+def seen(url: str) -> int:
+    """How many chat requests the server has had: the mark `phase` counts from."""
+    return len(clock(url)[0])
+
+
 def phase(url: str, since: int) -> tuple[float, int]:
     """The server's request phase after its first `since` requests: seconds from the
     first arrival to the last reply, and how many requests arrived in it."""
-    with urllib.request.urlopen(url.rstrip("/") + "/stats") as response:
-        stats = json.load(response)
-    arrivals, replies = stats["arrivals"][since:], stats["replies"][since:]
+    arrivals, replies = (times[since:] for times in clock(url))
     return max(replies) - min(arrivals), len(arrivals)
 
 
@@ -87,11 +97,6 @@ def bare(url: str, concurrency: int, n: int) -> float:
     asyncio.run(go())
     inside, asked = phase(url, before)
     return asked / inside
-
-
-def seen(url: str) -> int:
-    with urllib.request.urlopen(url.rstrip("/") + "/stats") as response:
-        return json.load(response)["requests"]
 
 
 def run(data: Path, url: str, concurrency: int, out: Path) -> tuple[float, int, float]:

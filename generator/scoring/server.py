@@ -210,10 +210,8 @@ class ServerScorer(Scorer):
 
         left, right = 0, len(whole)  # the slice sent; shrunk while the server says too long
         self._turn += 1
-        url, client = (
-            self.urls[self._turn % len(self.urls)],
-            self._clients[self._turn % len(self.urls)],
-        )
+        to = self._turn % len(self.urls)  # this text's replica
+        url, client = self.urls[to], self._clients[to]
         for _ in range(40):
             sent = whole[left:right]
 
