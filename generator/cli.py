@@ -15,6 +15,7 @@ import click
 from generator import __version__
 from generator.console import (
     Bar,
+    print_engine,
     print_fit,
     print_knowledge,
     print_request_failures,
@@ -30,6 +31,7 @@ from generator.options import (
     default_mix,
     eval_options,
     option,
+    ray_options,
     run_options,
 )
 
@@ -225,6 +227,7 @@ def augment(dataset, output, mix, run_folder, shuffle, **options):
 @option("--response-column", help="Column holding the response (default: auto).")
 @option("--overwrite", is_flag=True, help="Score again over an existing output.")
 @TIMEOUT
+@ray_options
 @_errors
 def score(dataset, out, scorer, probe, probe_samples, probe_temperature, **options):
     """Fit-score every row of DATASET under a base model: each row comes back with `fit`
@@ -256,6 +259,8 @@ def score(dataset, out, scorer, probe, probe_samples, probe_temperature, **optio
     if result.resumed_from:
         where += f" (resumed after {result.resumed_from} rows)"
     click.echo(f"{result.rows} rows -> {where}")
+    if result.engine["name"] == "ray":
+        print_engine(result.engine)
     if result.knowledge is not None:
         print_knowledge(result)
     if scorer != "none":

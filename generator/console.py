@@ -208,6 +208,8 @@ def print_summary(result) -> None:
     skipped_rows = (result.manifest.get("input_errors") or {}).get("skipped_rows")
     if skipped_rows:
         click.echo(f"  input rows skipped (--on-error skip; see manifest.json): {skipped_rows}")
+    if (result.manifest.get("engine") or {}).get("name") == "ray":
+        print_engine(result.manifest["engine"])
     r = result.requests
     if r is not None:
         click.echo(
@@ -244,6 +246,19 @@ def print_request_failures(result) -> None:
         "command again to ask them again (finished work is kept)",
         err=True,
     )
+
+
+def print_engine(engine: dict) -> None:
+    """Where a Ray run's work went: the cluster, and the items each worker did."""
+    counts = {k: v for k, v in engine.items() if k.endswith("_per_worker") and isinstance(v, dict)}
+    nodes, threads = engine["nodes"], engine["threads_per_worker"]
+    click.echo(
+        f"  engine: ray, {engine['workers']} workers on {nodes} node{'s' * (nodes != 1)}"
+        f" ({threads} thread{'s' * (threads != 1)} each, blocks of {engine['block']})"
+    )
+    for name, per_worker in counts.items():
+        spread = ", ".join(f"{w} {n}" for w, n in per_worker.items())
+        click.echo(f"    {name.removesuffix('_per_worker')} per worker: {spread}")
 
 
 def print_knowledge(result) -> None:

@@ -1,16 +1,17 @@
 """Where a run's seeds are processed: in this process (`local`), or on a Ray cluster (`ray`).
 
-The driver (generator.run) stays the run folder's single writer either way: it reads the
-seeds, attaches what the probe measured, scores the reference, and writes every seed's
-rows in input order. An engine only turns a seed into its rows (generate, validate,
-score, select), so the same `--seed` writes the same bytes on either engine.
+The driver (generator.run, or `hedgerow score`) stays the output's single writer either
+way: it reads the seeds, hands them out, and writes every seed's results in input order.
+An engine only turns items into results (a seed into its probe, its rows, or its fit), so
+the same `--seed` writes the same bytes on either engine.
 
-With `--engine ray`, seeds go to Ray actors in blocks (`--ray-block`); each actor holds a
-pipeline of its own (generators, backend, scorer: its model loaded once per actor, with
+With `--engine ray`, items go to Ray actors in blocks (`--ray-block`); each actor builds
+its job once (generators, backend, scorer, probe: its model loaded once per actor, with
 `--ray-threads` llama.cpp threads). A killed actor is restarted by Ray and its block run
-again; a block's rows reach the run folder only when the whole block came back, so
+again; a block's results reach the output only when the whole block came back, so
 nothing is written twice. Without `--ray-address` (or RAY_ADDRESS) a local Ray starts;
-with one, the driver joins that cluster.
+with one, the driver joins that cluster. A run's stages each get a pool of their own (the
+probe's, then the rows'), the first one gone before the next starts.
 """
 
 from __future__ import annotations
@@ -18,16 +19,55 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from generator.errors import ConfigError, NotAvailableError, param
 
 ENGINES = ("local", "ray")
 INSTALL = "pip install 'hedgerow[ray]'"
 JOIN_TIMEOUT = 5.0  # seconds a --ray-address has to accept a connection
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def ordered(
+    items: Iterable[T],
+    submit: Callable[[T], asyncio.Future],
+    window: int,
+    keep: Callable[[T, Any], None],
+    flush: Callable[[], None] = lambda: None,
+) -> None:
+    """Each item submitted, at most `window` in flight, and `keep(item, result)` called in
+    input order (the next item is drawn after the results ahead of it are kept). Stopped
+    early (cancelled, interrupted), the results already back are kept, in order, and the
+    rest cancelled."""
+    pending: deque[tuple[T, asyncio.Future]] = deque()
+    try:
+        for item in items:
+            pending.append((item, submit(item)))
+            while pending and (len(pending) >= window or pending[0][1].done()):
+                flush()
+                item, future = pending.popleft()
+                keep(item, await future)
+        flush()
+        while pending:
+            item, future = pending.popleft()
+            keep(item, await future)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        while pending and pending[0][1].done() and not pending[0][1].cancelled():
+            if pending[0][1].exception() is not None:
+                break
+            item, future = pending.popleft()
+            keep(item, future.result())
+        raise
+    finally:
+        for _, future in pending:
+            future.cancel()
+        await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
 
 
 class LocalEngine:
@@ -38,6 +78,10 @@ class LocalEngine:
 
     def __init__(self, pipeline):
         self.pipeline = pipeline
+
+    def probes(self, probe):
+        """The probe's pool: none, the driver probes in turn."""
+        return None
 
     def start(self) -> None:
         pass
@@ -66,87 +110,48 @@ def _ray():
 
 
 class _Worker:
-    """One Ray actor: a pipeline of its own, turning blocks of seeds into their rows."""
+    """One Ray actor: its job built once, then blocks of items turned into results on an
+    event loop of its own (kept between blocks: a client made in it stays usable)."""
 
-    def __init__(self, config, api_key, reference, corpus, threads):
+    def __init__(self, job, threads):
         if threads:
             os.environ["HEDGEROW_THREADS"] = str(threads)
-        from generator import scoring
-        from generator.run import Pipeline
-
-        # the driver probes, and attaches what it measured to each seed it sends
-        self.pipeline = Pipeline(replace(config, probe="none", engine="local"), api_key)
-        self.pipeline.corpus = corpus
-        self.pipeline.reference = scoring.Reference(reference) if reference else None
-        self.pipeline.connect(None)
         import ray
 
+        self.job = job
+        job.setup()
+        self.loop = asyncio.new_event_loop()
         node = ray.get_runtime_context().get_node_id()[:8]
-        self.id = f"{node}:{os.getpid()}"  # node and process: the manifest's per-worker counts
+        self.id = f"{node}:{os.getpid()}"  # node and process: the per-worker counts
 
-    def process_block(self, items: Sequence[tuple[Any, tuple[str, ...]]]):
-        pipeline = self.pipeline
-        by_name = {g.name: g for g in pipeline.generators}
-
-        async def block():
-            return [
-                await pipeline.process(seed, [by_name[n] for n in names]) for seed, names in items
-            ]
-
-        return self.id, asyncio.run(block())
+    def process_block(self, items: list) -> tuple[str, list]:
+        return self.id, self.loop.run_until_complete(self.job.run(items))
 
 
-class RayEngine:
-    """Seeds to a pool of Ray actors in blocks; rows back in input order."""
+class Cluster:
+    """The Ray cluster a run joins (or the local Ray it starts), and its actors' shape."""
 
-    name = "ray"
-
-    def __init__(self, pipeline):
-        config = pipeline.config
-        if config.backend != "offline":
-            raise NotAvailableError(
-                f"{param('engine')} ray runs {param('backend')} offline for now: an endpoint's "
-                "response cache lives in the driver's run folder; run an endpoint with "
-                f"{param('engine')} local, which spreads requests over every "
-                f"{param('base_urls')}"
-            )
-        if config.ray_block < 1:
+    def __init__(
+        self,
+        address: str | None,
+        workers: int | None = None,
+        threads: int | None = None,
+        block: int = 16,
+    ):
+        if block < 1:
             raise ConfigError(f"{param('ray_block')} must be at least 1")
-        if config.ray_workers is not None and config.ray_workers < 1:
+        if workers is not None and workers < 1:
             raise ConfigError(f"{param('ray_workers')} must be at least 1")
+        if threads is not None and threads < 1:
+            raise ConfigError(f"{param('ray_threads')} must be at least 1")
         self.ray = _ray()
-        self.pipeline = pipeline
-        self.config = config
-        self._join(config.ray_address or os.environ.get("RAY_ADDRESS") or None)
-        self.actors: list = []
-        self.idle: asyncio.Queue | None = None
-        self.block: list[tuple[Any, asyncio.Future]] = []
-        self.tasks: set[asyncio.Task] = set()
-        self.per_worker: Counter = Counter()
-        self.nodes = 0
-        self.window = 0  # seeds in flight: every actor's block, twice over
-
-    def start(self) -> None:
-        """Make the actors, once the driver has what they need: the input's vocabulary
-        and the scored reference."""
-        ray, config = self.ray, self.config
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        self.block = block
+        self.threads = threads or 1
+        self._join(address or os.environ.get("RAY_ADDRESS") or None)
+        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         self.nodes = len(nodes)
         cpus = int(sum(n.get("Resources", {}).get("CPU", 0) for n in nodes)) or 1
-        threads = config.ray_threads or 1
-        count = config.ray_workers or max(1, cpus // threads)
-        worker = ray.remote(num_cpus=threads, max_restarts=-1, max_task_retries=-1)(_Worker)
-        pipeline = self.pipeline
-        reference = tuple(pipeline.reference.nll) if pipeline.reference is not None else None
-        api_key = pipeline.settings.api_key if pipeline.settings is not None else None
-        self.actors = [
-            worker.remote(config, api_key, reference, pipeline.corpus, threads)
-            for _ in range(count)
-        ]
-        self.window = 2 * count * config.ray_block
-        self.idle = asyncio.Queue()
-        for actor in self.actors:
-            self.idle.put_nowait(actor)
+        self.workers = workers or max(1, cpus // self.threads)
 
     def _join(self, address: str | None) -> None:
         """Join the cluster at `address` (or start a local Ray) before any work, or a
@@ -177,17 +182,65 @@ class RayEngine:
                 f"({first}); start it with `ray start --head`, or check the address"
             ) from None
 
-    def submit(self, seed, wanted) -> asyncio.Future:
+    def pool(self, job) -> Pool:
+        return Pool(self, job)
+
+    def describe(self, **pools: Pool | None) -> dict[str, Any]:
+        """The manifest's engine: the cluster, and each pool's items per worker."""
+        used = {name: pool for name, pool in pools.items() if pool is not None}
+        counts = {f"{n}_per_worker": dict(sorted(p.per_worker.items())) for n, p in used.items()}
+        workers = {w for pool in used.values() for w in pool.per_worker}
+        return {
+            "name": "ray",
+            "nodes": self.nodes,
+            "workers": len(workers) or self.workers,
+            "block": self.block,
+            "threads_per_worker": self.threads,
+            **counts,
+        }
+
+
+class Pool:
+    """The cluster's actors running one job, fed blocks of items; each item's result is a
+    future, settled when its whole block came back. The actors are made on the first
+    block: a stage with nothing to do costs no model load."""
+
+    def __init__(self, cluster: Cluster, job):
+        self.cluster = cluster
+        self.job = job
+        self.size = cluster.block
+        self.window = 2 * cluster.workers * cluster.block  # every actor's block, twice over
+        self.actors: list = []
+        self.idle: asyncio.Queue | None = None
+        self.block: list[tuple[Any, asyncio.Future]] = []
+        self.tasks: set[asyncio.Task] = set()
+        self.per_worker: Counter = Counter()
+        self.job_ref = None
+
+    def _start(self) -> None:
+        ray, threads = self.cluster.ray, self.cluster.threads
+        worker = ray.remote(num_cpus=threads, max_restarts=-1, max_task_retries=-1)(_Worker)
+        # Held here for the pool's life: a restarted actor is built from it again (an
+        # argument Ray put in its object store on its own can be gone by then).
+        self.job_ref = ray.put(self.job)
+        self.actors = [worker.remote(self.job_ref, threads) for _ in range(self.cluster.workers)]
+        self.idle = asyncio.Queue()
+        for actor in self.actors:
+            self.idle.put_nowait(actor)
+
+    def submit(self, item) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
-        self.block.append(((seed, tuple(g.name for g in wanted)), future))
-        if len(self.block) >= self.config.ray_block:
+        self.block.append((item, future))
+        if len(self.block) >= self.size:
             self.flush()
         return future
 
     def flush(self) -> None:
-        """Send the seeds gathered so far as one block."""
+        """Send the items gathered so far as one block."""
         if not self.block:
             return
+        if self.idle is None:
+            self._start()
         block, self.block = self.block, []
         task = asyncio.ensure_future(self._run(block))
         self.tasks.add(task)
@@ -205,27 +258,117 @@ class RayEngine:
         finally:
             self.idle.put_nowait(actor)
         self.per_worker[worker] += len(block)
-        for (_, future), rows in zip(block, results, strict=True):
+        for (_, future), result in zip(block, results, strict=True):
             if not future.done():
-                future.set_result(rows)
+                future.set_result(result)
 
     async def aclose(self) -> None:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         for actor in self.actors:
-            self.ray.kill(actor)
+            self.cluster.ray.kill(actor)
         self.actors = []
+        self.job_ref = None
+
+
+class _Rows:
+    """A run's rows job: each seed (with what the probe measured attached) through a
+    pipeline of the worker's own."""
+
+    def __init__(self, config, api_key, reference, corpus):
+        self.config, self.api_key, self.reference, self.corpus = config, api_key, reference, corpus
+
+    def setup(self) -> None:
+        from generator import scoring
+        from generator.run import Pipeline
+
+        # the seeds arrive probed: the worker's pipeline has no probe of its own
+        pipeline = Pipeline(replace(self.config, probe="none", engine="local"), self.api_key)
+        pipeline.corpus = self.corpus
+        pipeline.reference = scoring.Reference(self.reference) if self.reference else None
+        pipeline.connect(None)
+        self.pipeline = pipeline
+        self.by_name = {g.name: g for g in pipeline.generators}
+
+    async def run(self, items):
+        return [
+            await self.pipeline.process(seed, [self.by_name[n] for n in names])
+            for seed, names in items
+        ]
+
+
+class _Probes:
+    """A run's probe job: each seed asked of the worker's own copy of the target model,
+    with the driver's exemplars (so each seed's frame is the one the driver would make)."""
+
+    def __init__(self, config, api_key, exemplars):
+        self.config, self.api_key, self.exemplars = config, api_key, exemplars
+
+    def setup(self) -> None:
+        from generator.run import Pipeline
+
+        self.probe = Pipeline(replace(self.config, engine="local"), self.api_key).knowledge.probe
+        self.probe.pool = list(self.exemplars)
+
+    async def run(self, seeds):
+        return [await self.probe.probe(seed) for seed in seeds]
+
+
+class RayEngine:
+    """A run's seeds to a Ray cluster: the probe's pool, then the rows' pool."""
+
+    name = "ray"
+
+    def __init__(self, pipeline):
+        config = pipeline.config
+        if config.backend != "offline":
+            raise NotAvailableError(
+                f"{param('engine')} ray runs {param('backend')} offline for now: an endpoint's "
+                "response cache lives in the driver's run folder; run an endpoint with "
+                f"{param('engine')} local, which spreads requests over every "
+                f"{param('base_urls')}"
+            )
+        self.pipeline = pipeline
+        self.cluster = Cluster(
+            config.ray_address, config.ray_workers, config.ray_threads, config.ray_block
+        )
+        self.rows: Pool | None = None
+        self.probed: Pool | None = None
+        self.window = 0
+
+    def _api_key(self):
+        settings = self.pipeline.settings
+        return settings.api_key if settings is not None else None
+
+    def probes(self, probe) -> Pool:
+        """The probe's pool, with the exemplars the driver drew from every seed."""
+        self.probed = self.cluster.pool(_Probes(self.pipeline.config, self._api_key(), probe.pool))
+        return self.probed
+
+    def start(self) -> None:
+        """Make the rows' pool, once the driver has what its actors need: the input's
+        vocabulary and the scored reference."""
+        pipeline = self.pipeline
+        reference = tuple(pipeline.reference.nll) if pipeline.reference is not None else None
+        job = _Rows(pipeline.config, self._api_key(), reference, pipeline.corpus)
+        self.rows = self.cluster.pool(job)
+        self.window = self.rows.window
+
+    def submit(self, seed, wanted) -> asyncio.Future:
+        return self.rows.submit((seed, tuple(g.name for g in wanted)))
+
+    def flush(self) -> None:
+        if self.rows is not None:
+            self.rows.flush()
+
+    async def aclose(self) -> None:
+        for pool in (self.probed, self.rows):
+            if pool is not None:
+                await pool.aclose()
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "name": "ray",
-            "nodes": self.nodes,
-            "workers": len(self.per_worker) or len(self.actors),
-            "block": self.config.ray_block,
-            "threads_per_worker": self.config.ray_threads or 1,
-            "seeds_per_worker": dict(sorted(self.per_worker.items())),
-        }
+        return self.cluster.describe(seeds=self.rows, probes=self.probed)
 
 
 def make(pipeline):

@@ -70,6 +70,40 @@ PROBE_TEMPERATURE = option(
     help="Temperature of the probe's sampled answers.",
 )
 
+# --engine ray and its cluster: generate, augment and score
+RAY_OPTIONS = [
+    option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="Where the heavy work runs: this process, or a Ray cluster's workers (pip "
+        "install 'hedgerow[ray]'); the output is the same.",
+    ),
+    option(
+        "--ray-address",
+        help="--engine ray: the cluster to join (auto, ray://HOST:PORT; default: "
+        "RAY_ADDRESS, else a local Ray).",
+    ),
+    option(
+        "--ray-workers",
+        type=click.IntRange(min=1),
+        help="--engine ray: worker actors (default: the cluster's CPUs / --ray-threads).",
+    ),
+    option(
+        "--ray-threads",
+        type=click.IntRange(min=1),
+        help="--engine ray: llama.cpp threads per worker (default 1).",
+    ),
+    option(
+        "--ray-block",
+        type=click.IntRange(min=1),
+        default=16,
+        show_default=True,
+        help="--engine ray: seeds (or rows) a worker takes at a time.",
+    ),
+]
+
 RUN_OPTIONS = [
     option(
         "--backend",
@@ -178,36 +212,7 @@ RUN_OPTIONS = [
         help="A bad input row: stop with its file and line (fail), or skip it and list it "
         "in the manifest (skip).",
     ),
-    option(
-        "--engine",
-        type=click.Choice(["local", "ray"]),
-        default="local",
-        show_default=True,
-        help="Where seeds are processed: this process, or a Ray cluster's workers (pip "
-        "install 'hedgerow[ray]'); the output is the same.",
-    ),
-    option(
-        "--ray-address",
-        help="--engine ray: the cluster to join (auto, ray://HOST:PORT; default: "
-        "RAY_ADDRESS, else a local Ray).",
-    ),
-    option(
-        "--ray-workers",
-        type=click.IntRange(min=1),
-        help="--engine ray: worker actors (default: the cluster's CPUs / --ray-threads).",
-    ),
-    option(
-        "--ray-threads",
-        type=click.IntRange(min=1),
-        help="--engine ray: llama.cpp threads per worker (default 1).",
-    ),
-    option(
-        "--ray-block",
-        type=click.IntRange(min=1),
-        default=16,
-        show_default=True,
-        help="--engine ray: seeds a worker takes at a time.",
-    ),
+    *RAY_OPTIONS,
     option("--overwrite", is_flag=True, help="Start the run folder over instead of resuming."),
 ]
 
@@ -223,6 +228,7 @@ def _together(options: list):
     return decorate
 
 
+ray_options = _together(RAY_OPTIONS)
 run_options = _together(RUN_OPTIONS)  # every command that runs the pipeline: generate, augment
 
 

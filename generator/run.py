@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import random
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -278,9 +278,8 @@ class Pipeline:
         `probe_store` (the run folder's probe.jsonl) does not hold yet. With a scorer, the
         reference distribution is scored next (unless a resumed run already has it) and
         handed to `keep_reference`."""
-        pending: deque[asyncio.Future] = deque()
 
-        def emit(rows: tuple[list, list]) -> None:
+        def emit(seed: Seed, rows: tuple[list, list]) -> None:
             if self.quota:
                 # Quotas are settled in output order, so the files do not depend on which
                 # request came back first: a seed in flight when its quotas were met adds
@@ -296,10 +295,20 @@ class Pipeline:
             self.made.update(quota_key(r["behavior"]) for r in rows[0])
             sink(rows)
 
+        def todo() -> Iterator[Seed]:  # drawn after the rows ahead are kept: quotas hold
+            for index, seed in enumerate(self.seeds()):
+                if index < start:
+                    continue
+                if not self.wanted():  # every quota is met
+                    return
+                yield self.knowledge.attach(seed)
+
         if self.scorer is not None:
             self.scorer.on_wait = say  # a scorer server that is slow to answer says so
         try:
-            await self.knowledge.run(self.seeds, probe_store, say)
+            probe = self.knowledge.probe
+            pool = self.engine.probes(probe) if probe is not None else None
+            await self.knowledge.run(self.seeds, probe_store, say, pool)
             if self.scorer is not None and self.reference is None:
                 if say:
                     say(f"scoring {len(self.reference_seeds)} seeds' own answers for reference")
@@ -310,31 +319,16 @@ class Pipeline:
                     keep_reference(self.reference)
             self.engine.start()  # a Ray pool starts with the reference and the vocabulary
             self.window = max(self.window, self.engine.window)
-            for index, seed in enumerate(self.seeds()):
-                if index < start:
-                    continue
-                if not self.wanted():  # every quota is met
-                    break
-                seed = self.knowledge.attach(seed)
-                pending.append(self.engine.submit(seed, self.wanted()))
-                while pending and (len(pending) >= self.window or pending[0].done()):
-                    self.engine.flush()
-                    emit(await pending.popleft())
-            self.engine.flush()
-            while pending:
-                emit(await pending.popleft())
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            # Stopped early: keep every seed finished in order; the answers of the rest
+            # Stopped early, every seed finished is kept in order; the answers of the rest
             # are in the response cache, so the re-run asks only what was in flight.
-            while pending and pending[0].done() and not pending[0].cancelled():
-                if pending[0].exception() is not None:
-                    break
-                emit(pending.popleft().result())
-            raise
+            await engine.ordered(
+                todo(),
+                lambda seed: self.engine.submit(seed, self.wanted()),
+                self.window,
+                emit,
+                self.engine.flush,
+            )
         finally:
-            for future in pending:
-                future.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
             await self.engine.aclose()
             await self.backend.aclose()
             await self.knowledge.aclose()

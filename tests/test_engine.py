@@ -71,9 +71,60 @@ def test_scored_and_probed_runs_on_ray_write_the_bytes_of_one_process(tmp_path, 
     same_bytes(tmp_path / "one", tmp_path / "ray")
     rows = [json.loads(line) for line in (tmp_path / "ray" / "candidates.jsonl").open()]
     assert all(r["fit"]["nll"] > 0 for r in rows if "messages" in r)  # the workers scored
-    if probe != "none":
-        assert any(r["knowledge"] for r in rows if "messages" in r)  # the driver probed
-    assert engine(tmp_path / "ray")["workers"] >= 1
+    used = engine(tmp_path / "ray")
+    assert used["workers"] >= 1
+    if probe != "none":  # the workers probed, each seed once, to the driver's verdicts
+        assert any(r["knowledge"] for r in rows if "messages" in r)
+        probed = (tmp_path / "ray" / "probe.jsonl").read_bytes()
+        assert probed and probed == (tmp_path / "one" / "probe.jsonl").read_bytes()
+        assert sum(used["probes_per_worker"].values()) == probed.count(b"\n")
+    else:
+        assert "probes_per_worker" not in used
+
+
+@pytest.mark.model
+def test_score_on_ray_writes_the_bytes_of_one_process(tmp_path):
+    flags = ["--scorer", "embedded", "--probe", "embedded", "--probe-samples", "3"]
+    done = hedgerow("score", EXAMPLES, "-o", tmp_path / "one.jsonl", *flags)
+    assert done.returncode == 0, done.stderr
+    ray = ["--engine", "ray", "--ray-workers", "2", "--ray-block", "3"]
+    done = hedgerow("score", EXAMPLES, "-o", tmp_path / "ray.jsonl", *flags, *ray)
+    assert done.returncode == 0, done.stderr
+    made = (tmp_path / "ray.jsonl").read_bytes()
+    assert made == (tmp_path / "one.jsonl").read_bytes()
+    rows = [json.loads(line) for line in made.splitlines()]
+    assert all(r["fit"]["nll"] > 0 for r in rows) and any(r["knowledge"] for r in rows)
+    assert "engine: ray, 2 workers on 1 node" in done.stdout
+    counts = done.stdout.split("rows per worker: ")[1].splitlines()[0]
+    assert sum(int(part.split()[1]) for part in counts.split(", ")) == len(rows)
+
+
+@pytest.mark.model
+def test_score_on_ray_with_a_worker_killed_loses_and_repeats_nothing(tmp_path):
+    seeds = synthetic_seeds(tmp_path / "s.jsonl", 60)
+    done = hedgerow("score", seeds, "-o", tmp_path / "one.jsonl", "--scorer", "embedded")
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "ray.jsonl"
+    partial = tmp_path / "ray.jsonl.partial"
+    killed = []
+
+    def kill_one():  # once rows are being written, SIGKILL a worker in the middle
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            workers = _workers()
+            if partial.exists() and partial.read_bytes().count(b"\n") > 4 and workers:
+                os.kill(workers[0], signal.SIGKILL)
+                killed.append(workers[0])
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    ray = ["--engine", "ray", "--ray-block", "4"]
+    done = hedgerow("score", seeds, "-o", out, "--scorer", "embedded", *ray)
+    killer.join()
+    assert done.returncode == 0, done.stderr
+    assert killed and not partial.exists()  # a worker really died mid-run
+    assert out.read_bytes() == (tmp_path / "one.jsonl").read_bytes()
 
 
 def _port() -> int:

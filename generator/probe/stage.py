@@ -9,12 +9,14 @@ folder's `probe.jsonl`; then each seed handed on with what was measured.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from generator.probe import Probe
+from generator.engine import ordered
+from generator.probe import Probe, Probed
 from generator.probe.pairing import partners
 from generator.probe.store import ProbeStore
 from generator.values import CATEGORIES, Seed
@@ -42,21 +44,30 @@ class KnowledgeStage:
         seeds: Callable[[], Iterable[Seed]],
         store: ProbeStore | None,
         say: Callable[[str], None] | None = None,
+        pool=None,
     ) -> None:
-        """Probe every seed `seeds()` gives that `store` does not hold yet, then pair."""
+        """Probe every seed `seeds()` gives that `store` does not hold yet, then pair.
+        `pool` (an engine's, generator.engine.Pool) probes them elsewhere, many at a time;
+        without one, this process asks them in turn. Either way each verdict is written
+        in input order."""
         if self.probe is None:
             return
         self.store = store
         unsynced = 0
         measured = []  # (index, id, prompt's head, knowledge) of the measured seeds
-        for seed in seeds():  # streamed: memory grows with the verdicts, not the input
-            if store is not None and seed.id in store.done:  # probed before a kill
-                if (known := self.knowledge(seed)) is not None:
-                    measured.append((seed.index, seed.id, seed.prompt[:200], known))
-                continue  # never asked twice
-            if say:
-                say(f"probing the model's knowledge: {self.probed_now} seeds asked")
-            probed = await self.probe.probe(seed)
+
+        def fresh() -> Iterator[Seed]:  # streamed: memory grows with the verdicts
+            for seed in seeds():
+                if store is not None and seed.id in store.done:  # probed before a kill
+                    if (known := self.knowledge(seed)) is not None:
+                        measured.append((seed.index, seed.id, seed.prompt[:200], known))
+                    continue  # never asked twice
+                if say:
+                    say(f"probing the model's knowledge: {self.probed_now} seeds asked")
+                yield seed
+
+        def keep(seed: Seed, probed: Probed) -> None:
+            nonlocal unsynced
             self.probed_now += probed.knowledge is not None  # a model was asked
             if store is not None:
                 store.add(probed)
@@ -68,6 +79,16 @@ class KnowledgeStage:
                 self._verdicts[seed.id] = probed
             if probed.knowledge is not None:
                 measured.append((seed.index, seed.id, seed.prompt[:200], probed.knowledge))
+
+        probe = self.probe
+        try:
+            if pool is None:
+                await ordered(fresh(), lambda s: asyncio.ensure_future(probe.probe(s)), 1, keep)
+            else:
+                await ordered(fresh(), pool.submit, pool.window, keep, pool.flush)
+        finally:
+            if pool is not None:  # its actors gone: the next stage's get their CPUs
+                await pool.aclose()
         if store is not None:
             store.sync()
         if say:

@@ -51,6 +51,7 @@ class ScoreResult:
     # that could not be checked, by why; None without one.
     knowledge: dict[str, int] | None = None
     not_checkable: dict[str, int] = field(default_factory=dict)
+    engine: dict[str, Any] = field(default_factory=lambda: {"name": "local"})  # where it ran
 
 
 def _rows(paths: Sequence[str], prompt_column, response_column) -> Iterator[tuple[dict, Any]]:
@@ -128,11 +129,17 @@ def score_dataset(
     probe: str = "none",
     probe_samples: int = 10,
     probe_temperature: float = 1.0,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_workers: int | None = None,
+    ray_threads: int | None = None,
+    ray_block: int = BATCH,
 ) -> ScoreResult:
     """Score every row of `paths` into `out` (default `<first input>.fit.jsonl`), and with
     `probe` (a --probe value) measure what the target model knows of each row's question.
     `timeout`: seconds an openai:URL scorer or probe waits for one answer; `say` is told
-    what a slow scorer is waiting for."""
+    what a slow scorer is waiting for. `engine="ray"` scores and probes the rows on a Ray
+    cluster's workers (`ray_*` as generate's), written here in order: the same bytes."""
     if scorer == "none" and probe == "none":
         raise ConfigError(
             "hedgerow score needs a scorer or a probe; use "
@@ -161,21 +168,21 @@ def score_dataset(
             raise ConfigError(
                 f"{target}: already exists; pass {param('overwrite')} or choose another -o FILE"
             )
-        engine = make(scorer, templates, timeout=timeout)
-        if engine is not None:
-            engine.on_wait = say
-        measure = probing.make(
-            probe,
-            templates,
-            scorer=engine,  # `embedded` reads the scorer's model: one copy in memory
-            samples=probe_samples,
-            temperature=probe_temperature,
-            seed=PROBE_SEED,
-            timeout=timeout or TIMEOUT,
-        )
-        if measure is not None:  # exemplars come from every row, done or not
+        measures = Measures(scorer, probe, prompts, timeout, probe_samples, probe_temperature)
+        measures.setup(say)
+        if measures.probe is not None:  # exemplars come from every row, done or not
             for _, seed in _rows(paths, prompt_column, response_column):
-                measure.offer(seed)
+                measures.probe.offer(seed)
+        if engine == "ray":
+            from generator.engine import Cluster
+
+            cluster = Cluster(ray_address, ray_workers, ray_threads, ray_block)
+            exemplars = measures.probe.pool if measures.probe is not None else None
+            job = Measures(
+                scorer, probe, prompts, timeout, probe_samples, probe_temperature, exemplars
+            )
+        elif engine != "local":
+            raise ConfigError(f"{param('engine')} {engine}: unknown engine; use local or ray")
         try:
             if done < 0:
                 done = 0
@@ -185,56 +192,117 @@ def score_dataset(
             resumed_from = done
             if progress:
                 progress(done, total)
+            rows = _rows(paths, prompt_column, response_column)
             with partial.open("a", encoding="utf-8") as fh:
                 # one event loop for the scorer and the probe (an openai client is bound
                 # to the loop it was made in)
-                asyncio.run(
-                    _score_rows(
-                        engine,
-                        measure,
-                        _rows(paths, prompt_column, response_column),
-                        done,
-                        fh,
-                        progress,
-                        total,
+                if engine == "ray":
+                    used = asyncio.run(
+                        _score_on(cluster, job, measures, rows, done, fh, progress, total)
                     )
-                )
-            return _finish(
-                partial, target, resumed_from, prompt_column, response_column, measure is not None
+                else:
+                    asyncio.run(_score_rows(measures, rows, done, fh, progress, total))
+                    used = {"name": "local"}
+            result = _finish(
+                partial,
+                target,
+                resumed_from,
+                prompt_column,
+                response_column,
+                measures.probe is not None,
             )
+            result.engine = used
+            return result
         except OSError as e:
             raise outputs.write_error(target, e) from None
 
 
-async def _score_rows(engine, measure, rows, start, fh, progress, total):
+class Measures:
+    """What score adds to its rows: a batch's fits, and a row's knowledge. Built once where
+    it runs: in this process, or on each Ray worker (a job of generator.engine's, made
+    with the driver's probe exemplars)."""
+
+    def __init__(self, scorer, probe, prompts, timeout, samples, temperature, exemplars=None):
+        self.specs = (scorer, probe, prompts, timeout, samples, temperature)
+        self.exemplars = exemplars
+        self.scorer = None
+        self.probe = None
+
+    def setup(self, say: Callable[[str], None] | None = None) -> None:
+        scorer, probe, prompts, timeout, samples, temperature = self.specs
+        templates = Prompts(prompts)
+        self.scorer = make(scorer, templates, timeout=timeout)
+        if self.scorer is not None:
+            self.scorer.on_wait = say
+        self.probe = probing.make(
+            probe,
+            templates,
+            scorer=self.scorer,  # `embedded` reads the scorer's model: one copy in memory
+            samples=samples,
+            temperature=temperature,
+            seed=PROBE_SEED,
+            timeout=timeout or TIMEOUT,
+        )
+        if self.probe is not None and self.exemplars is not None:
+            self.probe.pool = list(self.exemplars)
+
+    async def fits(self, seeds: Sequence[Any]) -> list[dict[str, Any]]:
+        """Each seed's `fit` field (null for a row without a response), in one call."""
+        if self.scorer is None:
+            return [{} for _ in seeds]
+        scorable = [i for i, seed in enumerate(seeds) if seed.response]
+        pairs = [(seeds[i].prompt, seeds[i].response) for i in scorable]
+        fits = dict(zip(scorable, await self.scorer.score(pairs), strict=True))
+        return [{"fit": fit.to_dict() if (fit := fits.get(i)) else None} for i in range(len(seeds))]
+
+    async def knowledge(self, seed) -> dict[str, Any]:
+        """The seed's knowledge fields (none without a probe)."""
+        if self.probe is None:
+            return {}
+        probed = await self.probe.probe(seed)
+        if probed.knowledge is not None:
+            return {"knowledge": probed.knowledge.to_dict()}
+        return {"knowledge": None, "knowledge_reason": probed.reason}
+
+    async def run(self, seeds: Sequence[Any]) -> list[dict[str, Any]]:
+        """A block's added fields, seed by seed (on a Ray worker)."""
+        fits = await self.fits(seeds)
+        pairs = zip(fits, seeds, strict=True)
+        return [{**fit, **await self.knowledge(seed)} for fit, seed in pairs]
+
+    async def aclose(self) -> None:
+        if self.scorer is not None:
+            await self.scorer.aclose()
+        if self.probe is not None:
+            await self.probe.aclose()
+
+
+def _line(row: dict, added: dict[str, Any]) -> str:
+    """A row as score writes it: as it was, plus what was measured."""
+    if "knowledge" in added:
+        row = {k: v for k, v in row.items() if k != "knowledge_reason"}  # a stale one
+    return jsontext.dumps({**row, **added}, ensure_ascii=False, default=str) + "\n"
+
+
+async def _score_rows(measures, rows, start, fh, progress, total):
     """Rows from `start` on into `fh`: a batch's fits in one call, then each row probed
     and written; a probed row lands at once, so a killed run never probes it again."""
     batch: list[tuple[dict, Any]] = []
     done = start
+    probing_ = measures.probe is not None
 
     async def flush() -> None:
         nonlocal done
-        fits: dict[int, Any] = {}
-        if engine is not None:
-            scorable = [i for i, (_, seed) in enumerate(batch) if seed.response]
-            pairs = [(batch[i][1].prompt, batch[i][1].response) for i in scorable]
-            fits = dict(zip(scorable, await engine.score(pairs), strict=True))
-        for i, (row, seed) in enumerate(batch):
-            added: dict[str, Any] = {}
-            if engine is not None:
-                fit = fits.get(i)
-                added["fit"] = fit.to_dict() if fit else None
-            if measure is not None:
-                added.update(_knowledge(await measure.probe(seed)))
-                row = {k: v for k, v in row.items() if k != "knowledge_reason"}  # a stale one
-            fh.write(jsontext.dumps({**row, **added}, ensure_ascii=False, default=str) + "\n")
-            if measure is not None:  # a probe costs seconds: each row is kept as it lands
+        fits = await measures.fits([seed for _, seed in batch])
+        for (row, seed), fit in zip(batch, fits, strict=True):
+            fh.write(_line(row, {**fit, **await measures.knowledge(seed)}))
+            if probing_:  # a probe costs seconds: each row is kept as it lands
                 fh.flush()
                 done += 1
                 if progress:
                     progress(done, total)
         fh.flush()
-        if measure is None:
+        if not probing_:
             done += len(batch)
             if progress:
                 progress(done, total)
@@ -250,17 +318,32 @@ async def _score_rows(engine, measure, rows, start, fh, progress, total):
         if batch:
             await flush()
     finally:
-        if engine is not None:
-            await engine.aclose()
-        if measure is not None:
-            await measure.aclose()
+        await measures.aclose()
 
 
-def _knowledge(probed: probing.Probed) -> dict[str, Any]:
-    """A row's knowledge fields: the measurement, or null and why none was made."""
-    if probed.knowledge is not None:
-        return {"knowledge": probed.knowledge.to_dict()}
-    return {"knowledge": None, "knowledge_reason": probed.reason}
+async def _score_on(cluster, job, measures, rows, start, fh, progress, total) -> dict:
+    """Rows from `start` on, measured in blocks by the cluster's workers and written here
+    in input order, each as it lands; returns the engine's record."""
+    from generator.engine import ordered
+
+    pool = cluster.pool(job)
+    done = start
+
+    def keep(item, added) -> None:
+        nonlocal done
+        fh.write(_line(item[0], added))
+        fh.flush()
+        done += 1
+        if progress:
+            progress(done, total)
+
+    todo = (item for i, item in enumerate(rows) if i >= start)
+    try:
+        await ordered(todo, lambda item: pool.submit(item[1]), pool.window, keep, pool.flush)
+    finally:
+        await pool.aclose()
+        await measures.aclose()
+    return cluster.describe(rows=pool)
 
 
 def _finish(
