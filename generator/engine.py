@@ -24,11 +24,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from generator.errors import ConfigError, NotAvailableError, param
+from generator.errors import ConfigError, HedgerowError, NotAvailableError, param
 
 ENGINES = ("local", "ray")
 INSTALL = "pip install 'hedgerow[ray]'"
 JOIN_TIMEOUT = 5.0  # seconds a --ray-address has to accept a connection
+KEYS = ("HEDGEROW_SCORER_API_KEY", "HEDGEROW_PROBE_API_KEY")  # read where the job is built
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -110,21 +111,27 @@ def _ray():
 
 
 class _Worker:
-    """One Ray actor: its job built once, then blocks of items turned into results on an
-    event loop of its own (kept between blocks: a client made in it stays usable)."""
+    """One Ray actor: its job built on the first block (and again after a restart), then
+    blocks of items turned into results on an event loop of its own (kept between
+    blocks: a client made in it stays usable)."""
 
-    def __init__(self, job, threads):
+    def __init__(self, threads, keys):
+        os.environ.update(keys)  # the driver's scorer and probe keys (a node has its own env)
         if threads:
             os.environ["HEDGEROW_THREADS"] = str(threads)
         import ray
 
-        self.job = job
-        job.setup()
+        self.job = None
         self.loop = asyncio.new_event_loop()
         node = ray.get_runtime_context().get_node_id()[:8]
         self.id = f"{node}:{os.getpid()}"  # node and process: the per-worker counts
 
-    def process_block(self, items: list) -> tuple[str, list]:
+    def process_block(self, job: list, items: list) -> tuple[str, list]:
+        if self.job is None:  # `job` holds the pool's reference to it, fetched once
+            import ray
+
+            self.job = ray.get(job[0])
+            self.job.setup()
         return self.id, self.loop.run_until_complete(self.job.run(items))
 
 
@@ -145,6 +152,7 @@ class Cluster:
         if threads is not None and threads < 1:
             raise ConfigError(f"{param('ray_threads')} must be at least 1")
         self.ray = _ray()
+        self.ray_errors = (self.ray.exceptions.RayError,)
         self.block = block
         self.threads = threads or 1
         self._join(address or os.environ.get("RAY_ADDRESS") or None)
@@ -189,11 +197,10 @@ class Cluster:
         """The manifest's engine: the cluster, and each pool's items per worker."""
         used = {name: pool for name, pool in pools.items() if pool is not None}
         counts = {f"{n}_per_worker": dict(sorted(p.per_worker.items())) for n, p in used.items()}
-        workers = {w for pool in used.values() for w in pool.per_worker}
         return {
             "name": "ray",
             "nodes": self.nodes,
-            "workers": len(workers) or self.workers,
+            "workers": self.workers,  # actors per stage (a restarted one keeps its place)
             "block": self.block,
             "threads_per_worker": self.threads,
             **counts,
@@ -220,10 +227,12 @@ class Pool:
     def _start(self) -> None:
         ray, threads = self.cluster.ray, self.cluster.threads
         worker = ray.remote(num_cpus=threads, max_restarts=-1, max_task_retries=-1)(_Worker)
-        # Held here for the pool's life: a restarted actor is built from it again (an
-        # argument Ray put in its object store on its own can be gone by then).
+        # The job goes with each block inside a list (a reference Ray does not resolve),
+        # not to the constructor: a restarted actor fetches it again from the reference
+        # held here for the pool's life.
         self.job_ref = ray.put(self.job)
-        self.actors = [worker.remote(self.job_ref, threads) for _ in range(self.cluster.workers)]
+        keys = {k: os.environ[k] for k in KEYS if os.environ.get(k)}
+        self.actors = [worker.remote(threads, keys) for _ in range(self.cluster.workers)]
         self.idle = asyncio.Queue()
         for actor in self.actors:
             self.idle.put_nowait(actor)
@@ -249,18 +258,37 @@ class Pool:
     async def _run(self, block) -> None:
         actor = await self.idle.get()
         try:
-            worker, results = await actor.process_block.remote([item for item, _ in block])
-        except BaseException as e:
+            items = [item for item, _ in block]
+            worker, results = await actor.process_block.remote([self.job_ref], items)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the block's futures carry it to the stage awaiting them
+            error = self._one_line(e)
             for _, future in block:
                 if not future.done():
-                    future.set_exception(e if isinstance(e, Exception) else RuntimeError(e))
-            raise
+                    future.set_exception(error)
+            return
         finally:
             self.idle.put_nowait(actor)
         self.per_worker[worker] += len(block)
         for (_, future), result in zip(block, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+    def _one_line(self, error: Exception) -> Exception:
+        """A worker's failure as the user sees it: a hedgerow error raised on the worker
+        as itself, anything else (an actor that cannot start) in one line."""
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, HedgerowError):
+            return cause
+        if isinstance(error, HedgerowError) and not isinstance(error, self.cluster.ray_errors):
+            return error
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        why = lines[-1].strip() if lines else type(error).__name__
+        return ConfigError(
+            f"{param('engine')} ray: a worker failed ({why}); check that every node has "
+            "the model, the prompts folder and the same hedgerow"
+        )
 
     async def aclose(self) -> None:
         for task in list(self.tasks):

@@ -72,7 +72,7 @@ def test_scored_and_probed_runs_on_ray_write_the_bytes_of_one_process(tmp_path, 
     rows = [json.loads(line) for line in (tmp_path / "ray" / "candidates.jsonl").open()]
     assert all(r["fit"]["nll"] > 0 for r in rows if "messages" in r)  # the workers scored
     used = engine(tmp_path / "ray")
-    assert used["workers"] >= 1
+    assert used["workers"] == 2  # actors per stage, not the probe's and the rows' together
     if probe != "none":  # the workers probed, each seed once, to the driver's verdicts
         assert any(r["knowledge"] for r in rows if "messages" in r)
         probed = (tmp_path / "ray" / "probe.jsonl").read_bytes()
@@ -97,6 +97,17 @@ def test_score_on_ray_writes_the_bytes_of_one_process(tmp_path):
     assert "engine: ray, 2 workers on 1 node" in done.stdout
     counts = done.stdout.split("rows per worker: ")[1].splitlines()[0]
     assert sum(int(part.split()[1]) for part in counts.split(", ")) == len(rows)
+
+
+def test_a_failure_on_a_worker_is_the_one_line_the_driver_would_print(tmp_path):
+    prompts = tmp_path / "prompts" / "scoring"
+    prompts.mkdir(parents=True)
+    (prompts / "frame.j2").write_text("{{ nothing.at_all }}\n")  # fails when a row is framed
+    out = tmp_path / "fit.jsonl"
+    flags = ["-o", out, "--scorer", "embedded", "--prompts", prompts.parent]
+    done = hedgerow("score", EXAMPLES, *flags, "--engine", "ray")
+    assert done.returncode == 1 and not out.exists()
+    assert done.stderr.strip() == "Error: template scoring/frame.j2, line 1: 'nothing' is undefined"
 
 
 @pytest.mark.model

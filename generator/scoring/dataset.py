@@ -24,6 +24,7 @@ from typing import Any
 
 from generator import jsontext, outputs
 from generator import probe as probing
+from generator.engine import ENGINES
 from generator.errors import ConfigError, InputError, param
 from generator.io import detect_shape, input_stats, records, to_seed
 from generator.probe.answers import BANK as PROBE_BANK
@@ -168,21 +169,21 @@ def score_dataset(
             raise ConfigError(
                 f"{target}: already exists; pass {param('overwrite')} or choose another -o FILE"
             )
-        measures = Measures(scorer, probe, prompts, timeout, probe_samples, probe_temperature)
+        if engine not in ENGINES:
+            raise ConfigError(
+                f"{param('engine')} {engine}: unknown engine; use {' or '.join(ENGINES)}"
+            )
+        cluster = None
+        if engine == "ray":  # joined (or refused in one line) before any model or row
+            from generator.engine import Cluster
+
+            cluster = Cluster(ray_address, ray_workers, ray_threads, ray_block)
+        specs = (scorer, probe, prompts, timeout, probe_samples, probe_temperature)
+        measures = Measures(*specs)
         measures.setup(say)
         if measures.probe is not None:  # exemplars come from every row, done or not
             for _, seed in _rows(paths, prompt_column, response_column):
                 measures.probe.offer(seed)
-        if engine == "ray":
-            from generator.engine import Cluster
-
-            cluster = Cluster(ray_address, ray_workers, ray_threads, ray_block)
-            exemplars = measures.probe.pool if measures.probe is not None else None
-            job = Measures(
-                scorer, probe, prompts, timeout, probe_samples, probe_temperature, exemplars
-            )
-        elif engine != "local":
-            raise ConfigError(f"{param('engine')} {engine}: unknown engine; use local or ray")
         try:
             if done < 0:
                 done = 0
@@ -196,7 +197,9 @@ def score_dataset(
             with partial.open("a", encoding="utf-8") as fh:
                 # one event loop for the scorer and the probe (an openai client is bound
                 # to the loop it was made in)
-                if engine == "ray":
+                if cluster is not None:
+                    exemplars = measures.probe.pool if measures.probe is not None else None
+                    job = Measures(*specs, exemplars)
                     used = asyncio.run(
                         _score_on(cluster, job, measures, rows, done, fh, progress, total)
                     )
