@@ -14,6 +14,7 @@ from typing import Any
 from generator.errors import ScorerError, param
 from generator.probe import Sampler
 from generator.probe.sampling import Sampled
+from generator.scoring.server import replicas
 
 
 class ServerSampler(Sampler):
@@ -26,7 +27,7 @@ class ServerSampler(Sampler):
         concurrency: int = 8,
     ):
         self.spec = spec
-        self.urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
+        self.urls = replicas(url)
         self.api_key = api_key
         self.timeout = timeout
         self._clients: list = []  # one per URL
@@ -55,7 +56,7 @@ class ServerSampler(Sampler):
                 for url in self.urls
             ]
         if self._model is None:
-            models = []
+            model = None  # the first server's: the replicas serve it too
             for url, client in zip(self.urls, self._clients, strict=True):
                 try:  # each URL once now: one that cannot be reached is said at once
                     listed = await client.models.list()
@@ -67,8 +68,8 @@ class ServerSampler(Sampler):
                     ) from None
                 except (openai.APIStatusError, AttributeError, TypeError, ValueError):
                     ids = []  # no usable /models: the server takes any name
-                models.append(ids[0] if ids else "default")
-            self._model = models[0]
+                model = model or (ids[0] if ids else "default")
+            self._model = model
 
     async def _ask(
         self, to: int, frame: str, n: int, temperature: float, max_tokens: int, seed: int

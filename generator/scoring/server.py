@@ -41,6 +41,11 @@ def _snippet(text: str, size: int = 60) -> str:
     return repr(text[:size] + ("…" if len(text) > size else ""))
 
 
+def replicas(url: str) -> list[str]:
+    """The URLs of `openai:URL1,URL2` (replicas of one model), without trailing slashes."""
+    return [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
+
+
 def _offsets(body: Any) -> tuple[list, list] | None:
     """(character offsets, logprobs) of the echoed prompt, when the answer has them."""
     choices = body.get("choices") if isinstance(body, dict) else None
@@ -67,7 +72,7 @@ class ServerScorer(Scorer):
         timeout: float = TIMEOUT,
     ):
         super().__init__(spec, prompts)
-        self.urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
+        self.urls = replicas(url)
         self.api_key = api_key
         self.concurrency = concurrency
         self.timeout = timeout
@@ -179,7 +184,7 @@ class ServerScorer(Scorer):
             # every replica takes a share of the requests in flight
             self._slots = asyncio.Semaphore(self.concurrency * len(self.urls))
         if self._model is None:
-            models = []
+            model = None  # the first server's: the replicas serve it too
             for url, client in zip(self.urls, self._clients, strict=True):
                 try:  # each URL once now: one that cannot be reached is said at once
                     raw = await self._send(
@@ -191,8 +196,8 @@ class ServerScorer(Scorer):
                     ids = []  # no /models: the server takes any name
                 except (ValueError, KeyError, TypeError):
                     ids = []  # an odd listing: /completions will say what is wrong, if anything
-                models.append(ids[0] if ids and isinstance(ids[0], str) else "default")
-            self._model = models[0]
+                model = model or (ids[0] if ids and isinstance(ids[0], str) else "default")
+            self._model = model
 
     async def _score(self, pairs: Sequence[tuple[str, str]]) -> list[Fit | None]:
         watch = asyncio.ensure_future(self._watch()) if self.on_wait else None
