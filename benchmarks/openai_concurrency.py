@@ -9,8 +9,9 @@ side by side in one run:
   out): requests per second in it over the ideal;
 - the time outside it: `generate()`'s wall time minus that phase (start-up before the
   first request, the manifest and closing after the last reply);
-- the ceiling: the same number of requests sent by the openai SDK alone (no pipeline,
-  one `post` each under a semaphore), its request phase over the ideal.
+- the ceilings: the same number of requests sent by hedgerow's HTTP client alone (no
+  pipeline, one `post` each under a semaphore), its request phase over the ideal; and the
+  same through the openai SDK, which carried the backend's requests before.
 
 Then the client's own cost: CPU seconds per request of this process, against the same
 server with no delay.
@@ -73,22 +74,35 @@ def phase(url: str, since: int) -> tuple[float, int]:
     return max(replies) - min(arrivals), len(arrivals)
 
 
-def bare(url: str, concurrency: int, n: int) -> float:
-    """Requests per second in the server's request phase when the openai SDK alone sends
-    `n` requests, `concurrency` at a time: what the transport allows, with no pipeline."""
+def bare(url: str, concurrency: int, n: int, sdk: bool = False) -> float:
+    """Requests per second in the server's request phase when hedgerow's HTTP client
+    alone (`generator.backends.wire`; the openai SDK with `sdk`) sends `n` requests,
+    `concurrency` at a time: what the transport allows, with no pipeline."""
     import asyncio
 
-    import openai
+    from generator.backends.wire import Client
 
     async def go() -> None:
-        client = openai.AsyncOpenAI(api_key="none", base_url=url, max_retries=0)
+        if sdk:
+            import openai
+
+            client = openai.AsyncOpenAI(api_key="none", base_url=url, max_retries=0)
+
+            async def post(body):
+                await client.post("/chat/completions", cast_to=object, body=body)
+        else:
+            client = Client(None, 60.0)
+
+            async def post(body):
+                await client.post(url + "/chat/completions", body)
+
         slots = asyncio.Semaphore(concurrency)
 
         async def one(i: int) -> None:
             ask = f"<reference>#### {i}</reference> q{i}"  # the fake server answers it
             body = {"model": "bench", "messages": [{"role": "user", "content": ask}]}
             async with slots:
-                await client.post("/chat/completions", cast_to=object, body=body)
+                await post(body)
 
         await asyncio.gather(*(one(i) for i in range(n)))
         await client.close()
@@ -138,7 +152,8 @@ def main() -> None:
             )
             print(
                 f"{'concurrency':>11} {'ideal':>7} {'overall':>8} {'ratio':>6} "
-                f"{'in phase':>9} {'ratio':>6} {'seconds':>8} {'outside':>8} {'SDK alone':>9}"
+                f"{'in phase':>9} {'ratio':>6} {'seconds':>8} {'outside':>8} "
+                f"{'client alone':>12} {'SDK alone':>9}"
             )
             for n in levels:
                 before = seen(url)
@@ -147,11 +162,12 @@ def main() -> None:
                 assert asked == sent, (asked, sent)
                 ideal = n / args.delay
                 ceiling = bare(url, n, args.seeds) / ideal
+                sdk = bare(url, n, args.seeds, sdk=True) / ideal
                 rate, sustained = sent / wall, sent / inside
                 print(
                     f"{n:>11} {ideal:>7.1f} {rate:>8.1f} {rate / ideal:>6.2f} "
                     f"{sustained:>9.1f} {sustained / ideal:>6.2f} "
-                    f"{wall:>8.2f} {wall - inside:>8.2f} {ceiling:>9.2f}"
+                    f"{wall:>8.2f} {wall - inside:>8.2f} {ceiling:>12.2f} {sdk:>9.2f}"
                 )
         finally:
             proc.terminate()

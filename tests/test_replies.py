@@ -7,7 +7,6 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 
 from generator.backends.openai import loads_reply
 from generator.backends.protocol import retry_after
+from generator.backends.wire import StatusError
 from generator.checks import Checker, final_answer, keeps_content, same_final_answer
 from generator.generators import Ask, ReplyError
 from generator.generators.hedge import Hedge
@@ -76,7 +76,7 @@ def test_loads_reply_round_trips_any_object_with_chatter(obj):
 
 
 def rate_limit_error(headers):
-    return SimpleNamespace(response=SimpleNamespace(headers=headers))
+    return StatusError(429, {"message": "slow down"}, headers)
 
 
 def test_retry_after_ms_is_read_in_seconds():
@@ -112,10 +112,9 @@ def test_retry_after_http_date():
         rate_limit_error({"retry-after": ""}),
         rate_limit_error({}),
         rate_limit_error(None),
-        SimpleNamespace(response=None),
         ValueError("no response at all"),
     ],
-    ids=["garbage", "empty", "no-header", "no-headers", "response-none", "no-response"],
+    ids=["garbage", "empty", "no-header", "no-headers", "no-response"],
 )
 def test_retry_after_is_none_when_the_server_said_nothing_usable(error):
     assert retry_after(error) is None

@@ -6,7 +6,9 @@ into examples (`parse`). Three budgets are kept apart:
 
 - transport: rate limits, connection errors, timeouts, 5xx and garbled bodies are retried
   by tenacity with jittered exponential backoff that honours Retry-After, paced by a
-  per-endpoint `Throttle` (the circuit breaker);
+  per-endpoint `Throttle` (the circuit breaker); the requests themselves go out through
+  `wire` (one aiohttp session), not the openai SDK, whose per-request work was the
+  client's ceiling;
 - format: a server that rejects `response_format` is asked again with the next weaker
   form (json_schema, json_object with schema, json_object, none), remembered per endpoint;
 - content: a reply that is not valid JSON for the schema goes back to the model with the
@@ -44,13 +46,14 @@ from generator.backends.protocol import (
     retry_after,
 )
 from generator.backends.throttle import Throttle
+from generator.backends.wire import Client, StatusError, Timeout, Unreachable
 from generator.errors import ConfigError, param
 from generator.generators import Ask, Generator, ReplyError
 from generator.templates import Prompts
 from generator.values import REQUEST_FAILED, Example, Seed, Skip, short_hash
 
 LLM_BANK = "llm.toml"
-DEFAULT_URL = "https://api.openai.com/v1"  # the SDK's own default
+DEFAULT_URL = "https://api.openai.com/v1"  # the OpenAI API's own
 REASK = "reask.j2"
 
 # USD per million tokens (input, output), for --dry-run estimates; others print no cost.
@@ -105,8 +108,7 @@ class Stats:
 
 @dataclass
 class _Replica:
-    url: str | None
-    client: Any
+    url: str  # the endpoint's base URL, ending in /v1 (or wherever its routes start)
     throttle: Throttle
     format: int = 0  # index into FORMATS: the strongest response_format it accepts
 
@@ -150,6 +152,7 @@ class OpenAIBackend:
         self.stats = Stats()
         self.params = self._params()
         self._replicas: list[_Replica] | None = None
+        self._client: Client | None = None
         self._slots: asyncio.Semaphore | None = None
         self._turn = 0
 
@@ -274,22 +277,19 @@ class OpenAIBackend:
         return await self.complete(request, None, sample, params)
 
     def _setup(self) -> None:
-        import openai
-
         s = self.settings
-        api_key = s.api_key or "not-needed"  # local servers ignore it; the SDK wants one
-        first = openai.AsyncOpenAI(
-            api_key=api_key,
-            base_url=s.base_urls[0] if s.base_urls else DEFAULT_URL,
-            timeout=s.timeout,
-            max_retries=0,  # tenacity retries, with our budget and our throttle
-        )
-        urls = s.base_urls or (None,)
-        self._replicas = [
-            _Replica(
-                url, first if i == 0 else first.with_options(base_url=url), Throttle(s.concurrency)
+        headers = {  # as the SDK sends them, for keys that belong to an organization
+            name: value
+            for name, env in (
+                ("OpenAI-Organization", "OPENAI_ORG_ID"),
+                ("OpenAI-Project", "OPENAI_PROJECT_ID"),
             )
-            for i, url in enumerate(urls)
+            if (value := os.environ.get(env, "").strip())
+        }
+        self._client = Client(s.api_key, s.timeout, headers)
+        self._replicas = [
+            _Replica(url.rstrip("/"), Throttle(s.concurrency))
+            for url in (s.base_urls or (DEFAULT_URL,))
         ]
         self._slots = asyncio.Semaphore(s.concurrency)
 
@@ -307,20 +307,13 @@ class OpenAIBackend:
     async def _send(
         self, messages: list[dict] | str, params: dict, ask: Ask | None
     ) -> dict[str, Any]:
-        import openai
-        from tenacity import AsyncRetrying, RetryError, retry_if_exception_type
+        from tenacity import AsyncRetrying, RetryError, retry_if_exception
 
         if self._replicas is None:
             self._setup()
-        retryable = (
-            openai.RateLimitError,
-            openai.APIConnectionError,
-            openai.InternalServerError,
-            BadResponse,
-        )
         try:
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(retryable),
+                retry=retry_if_exception(_retryable),
                 wait=self._wait,
                 stop=self._stop,
                 before_sleep=self._count_retry,
@@ -328,42 +321,41 @@ class OpenAIBackend:
             ):
                 with attempt:
                     async with self._slots:
-                        return await self._attempt(messages, params, ask)
+                        value = await self._attempt(messages, params, ask)
+                    # The request waiting for this slot goes out before this reply is
+                    # parsed and checked: replies that come back together would otherwise
+                    # hold the next requests back by all their parsing, one after another.
+                    await asyncio.sleep(0)
+                    return value
         except RetryError as e:
             raise RequestFailed(self._describe(e.last_attempt.exception())) from None
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
-            raise ConfigError(
-                f"the endpoint refused the API key ({self._describe(e)}); check OPENAI_API_KEY"
-            ) from None
-        except openai.NotFoundError as e:
-            raise ConfigError(
-                f"the endpoint has no model {self.settings.model!r} or no chat completions "
-                f"route ({self._describe(e)}); check {param('model')} and {param('base_urls')}"
-            ) from None
-        except openai.APIStatusError as e:
+        except StatusError as e:
+            if e.status_code in (401, 403):
+                raise ConfigError(
+                    f"the endpoint refused the API key ({self._describe(e)}); check OPENAI_API_KEY"
+                ) from None
+            if e.status_code == 404:
+                raise ConfigError(
+                    f"the endpoint has no model {self.settings.model!r} or no chat "
+                    f"completions route ({self._describe(e)}); check {param('model')} and "
+                    f"{param('base_urls')}"
+                ) from None
             raise RequestFailed(self._describe(e)) from None
 
     async def _attempt(
         self, messages: list[dict] | str, params: dict, ask: Ask | None
     ) -> dict[str, Any]:
-        import openai
-
         replica = self._pick()
         await replica.throttle.acquire()
         outcome, wait = "error", None
         try:
             while True:
                 form = replica.format
+                route, body = request(self.settings.model, messages, params, FORMATS[form], ask)
                 try:
-                    # The SDK's documented raw `post` rather than `chat.completions.create`:
-                    # the typed path re-walks every body (our JSON schemas included), which
-                    # measured as half the client's CPU per request.
-                    route, cast_to, body = request(
-                        self.settings.model, messages, params, FORMATS[form], ask
-                    )
-                    response = await replica.client.post(route, cast_to=cast_to, body=body)
+                    response = await self._client.post(replica.url + route, body)
                     break
-                except openai.APIStatusError as e:
+                except StatusError as e:
                     # A server without (this form of) structured output: step down for
                     # this endpoint and ask again. (llama.cpp's server says so with a
                     # 500, others with 400 or 422.) Requests in flight meanwhile saw the
@@ -375,20 +367,19 @@ class OpenAIBackend:
             value = reply_value(response)
             outcome = "ok"
             return value
-        except openai.RateLimitError as e:
-            self.stats.sent += 1
-            self.stats.error("rate_limited")
-            outcome, wait = "rate_limited", retry_after(e)
-            raise
-        except openai.APITimeoutError:
+        except Timeout:
             self.stats.error("timeout")
             raise
-        except openai.APIConnectionError:
+        except Unreachable:
             self.stats.error("connection")
             raise
-        except openai.APIStatusError as e:
+        except StatusError as e:
             self.stats.sent += 1
-            self.stats.error(f"http_{e.status_code}")
+            if e.status_code == 429:
+                self.stats.error("rate_limited")
+                outcome, wait = "rate_limited", retry_after(e)
+            else:
+                self.stats.error(f"http_{e.status_code}")
             raise
         except (BadResponse, ValueError) as e:
             self.stats.sent += 1
@@ -405,9 +396,7 @@ class OpenAIBackend:
         return backoff if asked is None else asked + random.uniform(0, 0.1 + asked / 10)
 
     def _stop(self, state) -> bool:
-        import openai
-
-        if isinstance(state.outcome.exception(), openai.RateLimitError):
+        if _rate_limited(state.outcome.exception()):
             return state.seconds_since_start >= self.settings.rate_limit_patience
         return state.attempt_number > self.settings.retries
 
@@ -422,9 +411,20 @@ class OpenAIBackend:
         return text
 
     async def aclose(self) -> None:
-        if self._replicas:
-            await self._replicas[0].client.close()
-        self._replicas = None
+        if self._client is not None:
+            await self._client.close()
+        self._client = self._replicas = None
+
+
+def _rate_limited(error: BaseException | None) -> bool:
+    return isinstance(error, StatusError) and error.status_code == 429
+
+
+def _retryable(error: BaseException) -> bool:
+    """Worth asking again: no reply, a garbled one, a rate limit or a server error."""
+    if isinstance(error, StatusError):
+        return error.status_code == 429 or error.status_code >= 500
+    return isinstance(error, Timeout | Unreachable | BadResponse)
 
 
 def resolve(settings: Settings, dry_run: bool = False) -> Settings:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from generator import jsontext
+from generator.backends.wire import StatusError, Timeout, Unreachable
 
 if TYPE_CHECKING:
     from generator.generators import Ask
@@ -33,18 +33,15 @@ class RequestFailed(Exception):
 
 def request(
     model: str, messages: list[dict] | str, params: dict, form: str, ask: Ask | None
-) -> tuple[str, Any, dict[str, Any]]:
-    """The route, reply type and body of one request: a chat completion (in the response
-    format `form` when it answers an `ask`), or a plain completion of a prompt string."""
-    from openai.types import Completion
-    from openai.types.chat import ChatCompletion
-
+) -> tuple[str, dict[str, Any]]:
+    """The route and body of one request: a chat completion (in the response format `form`
+    when it answers an `ask`), or a plain completion of a prompt string."""
     if isinstance(messages, str):
-        return "/completions", Completion, {"model": model, "prompt": messages, **params}
+        return "/completions", {"model": model, "prompt": messages, **params}
     body = {"model": model, "messages": messages, **params}
     if ask is not None:
         body.update(response_format(form, ask))
-    return "/chat/completions", ChatCompletion, body
+    return "/chat/completions", body
 
 
 def response_format(form: str, ask: Ask) -> dict[str, Any]:
@@ -65,8 +62,7 @@ def response_format(form: str, ask: Ask) -> dict[str, Any]:
 
 def retry_after(error: BaseException) -> float | None:
     """Seconds a server asked us to wait (Retry-After / retry-after-ms), if it said."""
-    response = getattr(error, "response", None)
-    headers = getattr(response, "headers", None)
+    headers = getattr(error, "headers", None)
     if not headers:
         return None
     if (ms := headers.get("retry-after-ms")) is not None:
@@ -97,35 +93,16 @@ def about_format(error: BaseException) -> bool:
 def cause(error: BaseException, timeout: float) -> str:
     """Why a request failed, in words that do not vary from one request to the next (the
     summary counts failures by them)."""
-    import openai
-
-    if isinstance(error, openai.APITimeoutError):
+    if isinstance(error, Timeout):
         return f"no reply within {timeout:g} s (--timeout)"
-    if isinstance(error, openai.APIConnectionError):
-        return _connection_cause(error)
-    if isinstance(error, openai.APIStatusError):
+    if isinstance(error, Unreachable):
+        return str(error)
+    if isinstance(error, StatusError):
         body = error.body  # the server's error object, or its text when it is not JSON
         said = body.get("message", jsontext.dumps(body)) if isinstance(body, dict) else body
         said = one_line(Exception(said))[:100] if isinstance(said, str) and said.strip() else ""
         return f"HTTP {error.status_code}" + (f": {said}" if said else "")
     return one_line(error)
-
-
-def _connection_cause(error: BaseException) -> str:
-    chain, seen = [], error
-    while seen is not None and len(chain) < 10:  # the SDK wraps httpx wraps httpcore wraps OSError
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    for link in reversed(chain):
-        if isinstance(link, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(link, socket.gaierror):
-            return f"host not found: {link.strerror.lower()}"
-        if isinstance(link, OSError) and link.strerror:
-            return link.strerror[:1].lower() + link.strerror[1:]
-    if any(type(link).__name__ in ("RemoteProtocolError", "ReadError") for link in chain):
-        return "the connection closed before the reply was complete"
-    return one_line(chain[-1])
 
 
 def bad_body(error: BaseException) -> str:
@@ -139,26 +116,29 @@ def bad_body(error: BaseException) -> str:
 
 def reply_value(response: Any) -> dict[str, Any]:
     """What the cache keeps of a completion: its text, why it stopped, its token usage."""
-    if isinstance(response, str):  # the SDK hands back a body that is not JSON as text
+    if isinstance(response, str):  # a 200 whose body is not JSON comes back as its text
         what = "an HTML page" if response.lstrip().startswith("<") else "text"
         raise BadResponse(f"{what} instead of a chat completion ({response.strip()[:40]!r})")
-    choices = getattr(response, "choices", None)
-    if not choices:
-        raise BadResponse(f"not a chat completion: {str(response)[:80]!r}")
-    message = getattr(choices[0], "message", None)
-    if message is not None:
-        content = getattr(message, "content", None)
-    else:  # a plain completion (/completions) has its text on the choice
-        content = getattr(choices[0], "text", None)
-    if content is None:
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+        raise BadResponse(f"not a chat completion: {jsontext.dumps(response)[:80]!r}")
+    message = choices[0].get("message")
+    # a plain completion (/completions) has its text on the choice
+    content = message.get("content") if isinstance(message, dict) else choices[0].get("text")
+    if not isinstance(content, str):
         raise BadResponse("a completion without message content")
-    usage = getattr(response, "usage", None)
+    usage = response.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
     return {
         "content": content,
-        "finish_reason": choices[0].finish_reason,
-        "prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
-        "completion_tokens": getattr(usage, "completion_tokens", 0) or 0,
+        "finish_reason": choices[0].get("finish_reason"),
+        "prompt_tokens": _count(usage.get("prompt_tokens")),
+        "completion_tokens": _count(usage.get("completion_tokens")),
     }
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def one_line(error: BaseException) -> str:

@@ -1,0 +1,134 @@
+"""The backend's HTTP: JSON bodies POSTed to OpenAI-compatible endpoints, one aiohttp
+session (one pool of kept-alive connections) for every replica of a run.
+
+The openai SDK carried these requests before. Its per-request work (building a request
+object, walking the connection pool, typing the reply) measured as most of the client's
+CPU: at concurrency 32 against an endpoint answering in 0.2 s it held the request phase
+to 0.92 of concurrency / latency on one core, the SDK alone as much as the whole pipeline.
+What the backend needs of HTTP is small: a POST, the status, the body, a Retry-After.
+
+Failures come out as three kinds, each with the words the run's summary counts it by:
+`Timeout` (no reply within the timeout), `Unreachable` (refused, no such host, or the
+connection closed mid-reply) and `StatusError` (the server answered 4xx/5xx; its error
+object and headers kept). A 200 is the parsed JSON, or the text when the body is not JSON
+and the server did not say it was (a `json.JSONDecodeError` when it did).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+from generator import __version__, jsontext
+
+
+class WireError(Exception):
+    """A request that got no usable HTTP answer."""
+
+
+class Timeout(WireError):
+    """No complete reply within the timeout."""
+
+
+class Unreachable(WireError):
+    """No reply: the connection was refused, the host not found, or the connection closed
+    before the reply was complete."""
+
+
+class StatusError(WireError):
+    """The server answered with an HTTP error status."""
+
+    def __init__(self, status: int, body: Any, headers: Any):
+        self.status_code = status
+        self.body = body  # the server's error object (its "error" member), or its text
+        self.headers = headers
+        said = body.get("message", body) if isinstance(body, dict) else body
+        super().__init__(f"HTTP {status}: {said}")
+
+
+def _error_body(text: str) -> Any:
+    """An error reply's body as the server meant it: its error object when it is JSON
+    (`{"error": {...}}` unwrapped, as the SDK does), else its text."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text
+    return body.get("error", body) if isinstance(body, dict) else body
+
+
+def unreachable(error: BaseException) -> str:
+    """Why no reply came, from an exception and whatever it wraps (aiohttp wraps OSError)."""
+    chain, seen = [], error
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = getattr(seen, "os_error", None) or seen.__cause__ or seen.__context__
+    for link in reversed(chain):
+        if isinstance(link, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(link, socket.gaierror):
+            return f"host not found: {(link.strerror or str(link)).lower()}"
+        if isinstance(link, OSError) and link.strerror:
+            return link.strerror[:1].lower() + link.strerror[1:]
+    closed = ("ServerDisconnectedError", "ClientPayloadError", "ContentLengthError")
+    if any(type(link).__name__ in closed for link in chain):
+        return "the connection closed before the reply was complete"
+    return " ".join(str(chain[-1]).split())[:300] or type(chain[-1]).__name__
+
+
+class Client:
+    """POSTs JSON and returns the reply; made lazily inside the running event loop (an
+    aiohttp session belongs to the loop it was made in), closed by `close`."""
+
+    def __init__(self, api_key: str | None, timeout: float, headers: dict | None = None):
+        self.timeout = timeout
+        self.headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"hedgerow/{__version__}",
+            **(headers or {}),
+        }
+        if api_key:  # local servers need none, and are not sent a made-up one
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        self._session = None
+
+    def _open(self):
+        import aiohttp
+
+        self._session = aiohttp.ClientSession(
+            headers=self.headers,
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            # no pool bound of its own: the backend's throttle and semaphore are the bound
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as the SDK honoured them
+        )
+        return self._session
+
+    async def post(self, url: str, body: dict[str, Any]) -> Any:
+        import aiohttp
+
+        session = self._session or self._open()
+        data = jsontext.dumps(body, ensure_ascii=False).encode()
+        try:
+            async with session.post(url, data=data) as response:
+                raw = await response.read()
+                status, headers = response.status, response.headers
+                declared = "json" in response.content_type
+        except TimeoutError:  # aiohttp's ServerTimeoutError is one too
+            raise Timeout(f"no reply within {self.timeout:g} s") from None
+        except (aiohttp.ClientError, OSError) as e:
+            raise Unreachable(unreachable(e)) from None
+        text = raw.decode("utf-8", errors="replace")
+        if status >= 400:
+            raise StatusError(status, _error_body(text), headers)
+        if declared:
+            return json.loads(text)  # a JSONDecodeError says the body is cut or garbled
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
