@@ -112,6 +112,7 @@ class Prompts:
             )
         self._banks: dict[str, dict[str, Any]] = {}
         self._compiled: dict[str, Any] = {}
+        self._hashes: dict[str, str] = {}
 
     @cached_property
     def dirs(self) -> list[Path]:
@@ -151,7 +152,11 @@ class Prompts:
         return self.path(name).read_text(encoding="utf-8")
 
     def sha256(self, name: str) -> str:
-        return hashlib.sha256(self.path(name).read_bytes()).hexdigest()
+        """The file's hash, read once (every example's provenance names it; a template
+        edited mid-run is still rendered from the file read first, see `render`)."""
+        if (known := self._hashes.get(name)) is None:
+            known = self._hashes[name] = hashlib.sha256(self.path(name).read_bytes()).hexdigest()
+        return known
 
     def names(self) -> list[str]:
         """Every template and bank file, as relative names, overlay included."""

@@ -1,12 +1,15 @@
 import random
+import re
 from collections import Counter
 from dataclasses import replace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from generator.checks import Checker
 from generator.errors import TemplateError
-from generator.generators import Context
+from generator.generators import Context, starts_with_any
 from generator.generators.hedge import Hedge
 from generator.templates import Prompts
 from generator.values import Knowledge, Seed, Skip
@@ -119,3 +122,13 @@ def test_same_rng_same_text():
     assert [e.response for e in a[0].offline(a[1], a[2], 2)] == [
         e.response for e in b[0].offline(b[1], b[2], 2)
     ]
+
+
+@given(
+    st.text(alphabet="ab .?-", max_size=12),
+    st.lists(st.text(alphabet="ab .?-", min_size=1, max_size=4), max_size=4),
+)
+def test_starts_with_any_is_each_phrase_tried_in_turn(text, phrases):
+    # one compiled alternation stands for a re.match per phrase: the same answer always
+    each = any(re.match(rf"{re.escape(p.lower())}\b", text.strip().lower()) for p in phrases)
+    assert starts_with_any(text, phrases) == each

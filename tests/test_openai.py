@@ -4,6 +4,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -230,6 +231,29 @@ def test_the_api_key_is_sent_but_never_written(tmp_path):
     for path in written:
         assert canary.encode() not in path.read_bytes(), path
     assert canary not in result.output + refused.output
+
+
+def _proxy_env(proxy: str, no_proxy: str) -> dict:
+    # both spellings: a lower-case one already in the environment would win otherwise
+    names = {"http_proxy": proxy, "https_proxy": proxy, "no_proxy": no_proxy}
+    return {**names, **{k.upper(): v for k, v in names.items()}}
+
+
+def test_requests_go_through_the_proxy_the_environment_names(tmp_path):
+    with socket.socket() as s:  # a port nothing listens on: only a proxy can answer for it
+        s.bind(("127.0.0.1", 0))
+        upstream = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    data = str(seeds(tmp_path / "s.jsonl", 2))
+    # The fake server answers a proxied request (an absolute URL) as it would a direct one.
+    with FakeServer() as proxy:
+        env = _proxy_env(f"http://127.0.0.1:{proxy.port}", "")
+        through = generate(upstream, data, "-o", "run", env=env)
+        assert through.exit_code == 0, through.output
+        assert len(proxy.log.keys) == 6
+        env = _proxy_env(env["HTTP_PROXY"], "127.0.0.1")
+        direct = generate(upstream, data, "-o", "run2", "--retries", "0", env=env)
+    assert direct.exit_code == 1 and "connection refused" in direct.output
+    assert len(proxy.log.keys) == 6  # NO_PROXY: nothing more went to the proxy
 
 
 def _run_cli(args, env=None):

@@ -321,12 +321,7 @@ class OpenAIBackend:
             ):
                 with attempt:
                     async with self._slots:
-                        value = await self._attempt(messages, params, ask)
-                    # The request waiting for this slot goes out before this reply is
-                    # parsed and checked: replies that come back together would otherwise
-                    # hold the next requests back by all their parsing, one after another.
-                    await asyncio.sleep(0)
-                    return value
+                        return await self._attempt(messages, params, ask)
         except RetryError as e:
             raise RequestFailed(self._describe(e.last_attempt.exception())) from None
         except StatusError as e:

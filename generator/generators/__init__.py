@@ -215,7 +215,7 @@ class Generator:
         variables = {
             "prompt": seed.prompt,
             "reference": seed.response or "",
-            "schema": jsontext.dumps(schema, indent=2),
+            "schema": _schema_text(self.reply_model),
             **choices,
         }
         system = self.prompts.render(f"{self.name}/system.j2", **variables)
@@ -308,6 +308,12 @@ def _schema(model: Any) -> dict[str, Any]:
     return model.model_json_schema()
 
 
+@functools.cache
+def _schema_text(model: Any) -> str:
+    """The schema as the request templates show it, written once per class."""
+    return jsontext.dumps(_schema(model), indent=2)
+
+
 def pick(rng: random.Random, options: Sequence[Any], k: int) -> list[Any]:
     """k choices, distinct while the options last, then cycling (deterministic per rng)."""
     order = rng.sample(list(options), len(options))
@@ -316,8 +322,17 @@ def pick(rng: random.Random, options: Sequence[Any], k: int) -> list[Any]:
 
 def starts_with_any(text: str, phrases) -> bool:
     """True when lower-cased `text` opens with one of `phrases` as whole words."""
-    head = text.strip().lower()
-    return any(re.match(rf"{re.escape(p.lower())}\b", head) for p in phrases)
+    return _opening(tuple(phrases)).match(text.strip().lower()) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _opening(phrases: tuple[str, ...]) -> re.Pattern:
+    """One pattern for "opens with any of `phrases`, then a word boundary" (an alternation
+    backtracks into the next phrase when one fails the boundary, as separate tries would);
+    it matches nothing when there are no phrases."""
+    if not phrases:
+        return re.compile(r"(?!)")
+    return re.compile("(?:" + "|".join(re.escape(p.lower()) for p in phrases) + r")\b")
 
 
 def check_model_path(generators: Sequence[Generator]) -> None:
