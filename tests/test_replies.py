@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from generator.backends.openai import loads_reply
-from generator.backends.protocol import retry_after
+from generator.backends.protocol import BadResponse, reply_value, retry_after
 from generator.backends.wire import StatusError
 from generator.checks import Checker, final_answer, keeps_content, same_final_answer
 from generator.generators import Ask, ReplyError
@@ -619,3 +619,15 @@ def test_an_unknown_seed_asks_only_for_the_decline_and_pairs_it_with_its_known_p
     # no partner left: skipped, so refusal:contrast stays 1:1
     alone = Refusal(PROMPTS).requests(replace(unknown, partner=None), random.Random(0))
     assert isinstance(alone, Skip) and alone.reason == "unknown_without_partner"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"x": float("nan")}, [1, 2], {"choices": []}, {"choices": ["text"]}, 3],
+    ids=["nan", "list", "no-choices", "choice-not-object", "number"],
+)
+def test_a_200_that_is_not_a_completion_is_a_bad_response_not_a_crash(body):
+    # Python's json reads NaN, so a server's odd JSON can hold one: the error still says
+    # what came, in one line, and the request is retried as a garbled reply
+    with pytest.raises(BadResponse, match="not a chat completion"):
+        reply_value(body)

@@ -121,7 +121,7 @@ def reply_value(response: Any) -> dict[str, Any]:
         raise BadResponse(f"{what} instead of a chat completion ({response.strip()[:40]!r})")
     choices = response.get("choices") if isinstance(response, dict) else None
     if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
-        raise BadResponse(f"not a chat completion: {jsontext.dumps(response)[:80]!r}")
+        raise BadResponse(f"not a chat completion: {str(response)[:80]!r}")
     message = choices[0].get("message")
     # a plain completion (/completions) has its text on the choice
     content = message.get("content") if isinstance(message, dict) else choices[0].get("text")
