@@ -114,9 +114,9 @@ class Client:
 
     def _proxy(self, url: str) -> str | None:
         """The proxy HTTP(S)_PROXY and NO_PROXY give for `url`'s host, as the SDK honoured
-        them (looked up once per scheme and host)."""
+        them (looked up once per scheme and host:port, as NO_PROXY may name either)."""
         parts = urlsplit(url)
-        where = (parts.scheme, parts.hostname or "")
+        where = (parts.scheme, parts.netloc)
         if where not in self._proxies:
             proxy = urllib.request.getproxies_environment().get(parts.scheme)
             if proxy and urllib.request.proxy_bypass_environment(parts.netloc):
