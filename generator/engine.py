@@ -399,11 +399,14 @@ class RayEngine:
         return self.cluster.describe(seeds=self.rows, probes=self.probed)
 
 
+def check(name: str) -> None:
+    """A one-line error for an engine that is not one of ENGINES."""
+    if name not in ENGINES:
+        raise ConfigError(f"{param('engine')} {name}: unknown engine; use {' or '.join(ENGINES)}")
+
+
 def make(pipeline):
     """The engine the run's config names."""
     name = pipeline.config.engine
-    if name == "local":
-        return LocalEngine(pipeline)
-    if name == "ray":
-        return RayEngine(pipeline)
-    raise ConfigError(f"{param('engine')} {name}: unknown engine; use {' or '.join(ENGINES)}")
+    check(name)
+    return RayEngine(pipeline) if name == "ray" else LocalEngine(pipeline)

@@ -259,3 +259,20 @@ def test_an_endpoint_run_on_ray_says_it_is_not_available_yet(tmp_path):
     assert done.returncode == 1
     assert "--engine ray runs --backend offline for now" in done.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_an_unknown_engine_is_one_line_from_generate_and_from_score(tmp_path):
+    # the Python API takes any string (the CLI's choices do not reach this): both entry
+    # points refuse it the same way, before anything is read or written
+    from generator.errors import ConfigError
+    from generator.run import RunConfig, generate
+    from generator.scoring.dataset import score_dataset
+
+    said = "engine spark: unknown engine; use local or ray"
+    config = RunConfig(seeds=(str(EXAMPLES),), out=str(tmp_path / "run"), engine="spark")
+    with pytest.raises(ConfigError, match=said):
+        generate(config)
+    out = tmp_path / "fit.jsonl"
+    with pytest.raises(ConfigError, match=said):
+        score_dataset([str(EXAMPLES)], str(out), scorer="embedded", engine="spark")
+    assert not out.exists()

@@ -13,7 +13,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from generator import jsontext
-from generator.backends.wire import StatusError, Timeout, Unreachable
+from generator.backends.wire import StatusError, Timeout, Unreachable, one_line
 
 if TYPE_CHECKING:
     from generator.generators import Ask
@@ -139,8 +139,3 @@ def reply_value(response: Any) -> dict[str, Any]:
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text[:300]

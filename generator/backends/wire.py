@@ -76,7 +76,13 @@ def unreachable(error: BaseException) -> str:
     closed = ("ServerDisconnectedError", "ClientPayloadError", "ContentLengthError")
     if any(type(link).__name__ in closed for link in chain):
         return "the connection closed before the reply was complete"
-    return " ".join(str(chain[-1]).split())[:300] or type(chain[-1]).__name__
+    return one_line(chain[-1])
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's text on one line, at most 300 characters (its type when it has none)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text[:300]
 
 
 class Client:
@@ -141,11 +147,11 @@ class Client:
         text = raw.decode("utf-8", errors="replace")
         if status >= 400:
             raise StatusError(status, _error_body(text), headers)
-        if declared:
-            return json.loads(text)  # a JSONDecodeError says the body is cut or garbled
         try:
             return json.loads(text)
         except ValueError:
+            if declared:  # a JSONDecodeError says the body is cut or garbled
+                raise
             return text
 
     async def close(self) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from generator import jsontext, outputs
 from generator import probe as probing
-from generator.engine import ENGINES
+from generator.engine import check as check_engine
 from generator.errors import ConfigError, InputError, param
 from generator.io import detect_shape, input_stats, records, to_seed
 from generator.probe.answers import BANK as PROBE_BANK
@@ -169,10 +169,7 @@ def score_dataset(
             raise ConfigError(
                 f"{target}: already exists; pass {param('overwrite')} or choose another -o FILE"
             )
-        if engine not in ENGINES:
-            raise ConfigError(
-                f"{param('engine')} {engine}: unknown engine; use {' or '.join(ENGINES)}"
-            )
+        check_engine(engine)
         cluster = None
         if engine == "ray":  # joined (or refused in one line) before any model or row
             from generator.engine import Cluster
