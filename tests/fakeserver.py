@@ -197,6 +197,7 @@ class FakeServer:
                 line = await reader.readline()
                 if not line:
                     break
+                arrived = time.time()  # the delay counts from here, not after parsing
                 method, path, _ = line.decode().split(" ", 2)
                 headers = {}
                 while (raw := await reader.readline()) not in (b"\r\n", b"\n", b""):
@@ -205,7 +206,7 @@ class FakeServer:
                 body = await reader.readexactly(int(headers.get("content-length", 0)))
                 if "authorization" in headers:
                     self.log.authorization.add(headers["authorization"])
-                keep = await self._respond(method, path, body, writer)
+                keep = await self._respond(method, path, body, writer, arrived)
                 if not keep:
                     break
         except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.CancelledError):
@@ -225,7 +226,7 @@ class FakeServer:
         head += [f"Content-Length: {len(payload)}", *extra]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
 
-    async def _respond(self, method, path, body, writer) -> bool:
+    async def _respond(self, method, path, body, writer, arrived: float) -> bool:
         if method == "GET" and path.endswith("/stats"):
             stats = {
                 "requests": len(self.log.keys),
@@ -248,7 +249,7 @@ class FakeServer:
         key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
         now = time.monotonic()
         self._first = self._first if self._first is not None else now
-        self.log.arrivals.append(time.time())
+        self.log.arrivals.append(arrived)
         self.log.keys.append(key)
         form = (request.get("response_format") or {}).get("type", "none")
         self.log.formats[form] += 1
@@ -274,22 +275,6 @@ class FakeServer:
             if plan.fault_rate and self._rng.random() < plan.fault_rate
             else None
         )
-        if plan.delay:
-            await asyncio.sleep(plan.delay)
-        if fault == "429":
-            return await self._rate_limited(writer, key)
-        if fault == "500":
-            return await self._finish(writer, key, "500", 500, b'{"error": {"message": "oops"}}')
-        if fault == "stall":
-            self._outcome(key, "stall")
-            await asyncio.sleep(plan.stall_seconds)
-            return False
-        if fault == "garbage":
-            return await self._finish(
-                writer, key, "garbage", 200, b"<html>upstream hiccup</html>", ctype="text/html"
-            )
-        if fault == "empty":
-            return await self._finish(writer, key, "empty", 200, b"")
         content = "Sorry, I cannot format that." if fault == "bad_content" else answer(messages)
         payload = json.dumps(
             {
@@ -311,6 +296,24 @@ class FakeServer:
                 },
             }
         ).encode()
+        # The reply is ready before the wait, and the wait ends `delay` after the request
+        # arrived: the endpoint answers in `delay`, whatever its own work took.
+        if plan.delay:
+            await asyncio.sleep(max(0.0, arrived + plan.delay - time.time()))
+        if fault == "429":
+            return await self._rate_limited(writer, key)
+        if fault == "500":
+            return await self._finish(writer, key, "500", 500, b'{"error": {"message": "oops"}}')
+        if fault == "stall":
+            self._outcome(key, "stall")
+            await asyncio.sleep(plan.stall_seconds)
+            return False
+        if fault == "garbage":
+            return await self._finish(
+                writer, key, "garbage", 200, b"<html>upstream hiccup</html>", ctype="text/html"
+            )
+        if fault == "empty":
+            return await self._finish(writer, key, "empty", 200, b"")
         if fault == "truncate":
             self._outcome(key, "truncate")
             head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"

@@ -79,12 +79,12 @@ def model(monkeypatch):
 
         # Plan() has no delay and no faults: nothing awaits between noting the sample
         # and `answer`, so concurrent requests cannot swap their samples.
-        async def respond(method, path, body, writer):
+        async def respond(method, path, body, writer, arrived):
             if method == "POST" and path.endswith("/chat/completions"):
                 request = json.loads(body)
                 question = fakeserver._between(request["messages"][-1]["content"], "question")
                 samples[question] = _sample(request["seed"])
-            return await original(method, path, body, writer)
+            return await original(method, path, body, writer, arrived)
 
         server._respond = respond
         yield server
