@@ -158,8 +158,29 @@ class Cluster:
         self._join(address or os.environ.get("RAY_ADDRESS") or None)
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         self.nodes = len(nodes)
-        cpus = int(sum(n.get("Resources", {}).get("CPU", 0) for n in nodes)) or 1
-        self.workers = workers or max(1, cpus // self.threads)
+        self.workers = self._fit(
+            workers, [int(n.get("Resources", {}).get("CPU", 0)) for n in nodes]
+        )
+
+    def _fit(self, workers: int | None, cpus: list[int]) -> int:
+        """The actors to make: `workers`, or as many of `threads` CPUs each as the nodes
+        hold; a one-line error for more than they hold (Ray would keep the rest waiting
+        for a CPU, and the run with them)."""
+        threads = self.threads
+        held = sum(c // threads for c in cpus)  # an actor's CPUs are on one node
+        where = f"{sum(cpus)} CPUs on {len(cpus)} node{'s' * (len(cpus) != 1)}"
+        if not held:
+            raise ConfigError(
+                f"{param('ray_threads')} {threads}: no node of the cluster has {threads} CPUs "
+                f"({where}, at most {max(cpus, default=0)} on one); lower {param('ray_threads')}"
+            )
+        if workers is not None and workers > held:
+            raise ConfigError(
+                f"{param('ray_workers')} {workers}: the cluster holds {held} workers of "
+                f"{threads} CPU{'s' * (threads != 1)} ({where}), and the rest would wait for "
+                f"a CPU for ever; lower {param('ray_workers')}, or leave it out for {held}"
+            )
+        return workers or held
 
     def _join(self, address: str | None) -> None:
         """Join the cluster at `address` (or start a local Ray) before any work, or a

@@ -88,7 +88,8 @@ RAY_OPTIONS = [
     option(
         "--ray-workers",
         type=click.IntRange(min=1),
-        help="--engine ray: worker actors (default: the cluster's CPUs / --ray-threads).",
+        help="--engine ray: worker actors (default: as many as the nodes hold, each node's "
+        "CPUs / --ray-threads).",
     ),
     option(
         "--ray-threads",

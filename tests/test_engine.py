@@ -161,6 +161,12 @@ def test_a_two_node_cluster_on_this_machine_writes_the_same_bytes(tmp_path):
             env={"RAY_ADDRESS": address},
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
+        # two CPUs in all, but one a node: a worker of two threads has nowhere to go
+        wide = hedgerow(
+            "generate", seeds, "-o", tmp_path / "wide", "--engine", "ray", "--ray-threads", "2",
+            env={"RAY_ADDRESS": address}, timeout=120,
+        )  # fmt: skip
+        assert wide.returncode == 1 and "no node of the cluster has 2 CPUs" in wide.stderr
     finally:
         subprocess.run([*ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
     same_bytes(tmp_path / "one", tmp_path / "two")
@@ -249,6 +255,41 @@ def test_a_cluster_that_cannot_be_reached_is_one_line_in_seconds(tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1
     assert "no Ray cluster answers there" in done.stderr
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "shape, said",
+    [
+        (["--ray-workers", "1000"], "--ray-workers 1000: the cluster holds "),
+        (["--ray-threads", "1000"], "--ray-threads 1000: no node of the cluster has 1000 CPUs"),
+    ],
+)
+def test_more_workers_or_threads_than_the_cluster_holds_is_one_line_not_a_hang(
+    tmp_path, shape, said
+):
+    start = time.monotonic()
+    done = hedgerow(
+        "generate", EXAMPLES, "-o", tmp_path / "x", "--engine", "ray", *shape, timeout=120
+    )  # fmt: skip
+    assert done.returncode == 1 and time.monotonic() - start < 60
+    assert len(done.stderr.strip().splitlines()) == 1 and said in done.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_workers_are_counted_node_by_node():
+    """An actor's CPUs are on one node: two nodes of 3 CPUs hold two actors of 2, not 3."""
+    from generator.engine import Cluster
+    from generator.errors import ConfigError
+
+    cluster = Cluster.__new__(Cluster)  # the arithmetic alone, no Ray
+    cluster.threads = 2
+    assert cluster._fit(None, [3, 3]) == 2
+    assert cluster._fit(1, [3, 3]) == 1
+    with pytest.raises(ConfigError, match=r"holds 2 workers of 2 CPUs \(6 CPUs on 2 nodes\)"):
+        cluster._fit(3, [3, 3])
+    cluster.threads = 4
+    with pytest.raises(ConfigError, match="no node of the cluster has 4 CPUs .*at most 3 on one"):
+        cluster._fit(None, [3, 3])
 
 
 def test_an_endpoint_run_on_ray_says_it_is_not_available_yet(tmp_path):
