@@ -93,7 +93,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {"hedgerow": __version__, "python": platform.python_version()}
-    for package in ("jinja2", "click", "datasets", "aiohttp", "openai", "rich"):
+    for package in ("jinja2", "click", "datasets", "aiohttp", "rich"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:

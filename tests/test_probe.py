@@ -327,6 +327,62 @@ def test_a_probe_server_answering_html_is_one_line_exit_1(tmp_path):
     assert len(lines) == 1 and "--probe openai:" in lines[0] and "Traceback" not in done.stderr
 
 
+class _Flaky(BaseHTTPRequestHandler):
+    """No /models (404), and a 503 for the first two completions, then answers."""
+
+    posts: list = []
+
+    def do_GET(self):
+        self._send(404, b'{"error": {"message": "no such route"}}')
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        type(self).posts.append(body)
+        if len(type(self).posts) <= 2:
+            self._send(503, b'{"error": {"message": "warming up"}}')
+        else:
+            texts = [{"index": i, "text": " Paris\nQ: next"} for i in range(body["n"])]
+            self._send(200, json.dumps({"choices": texts}).encode())
+
+    def _send(self, status, body):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_probe_server_that_fails_at_first_is_asked_again_and_its_answers_used():
+    import asyncio
+
+    from generator.probe.server import ServerSampler
+
+    _Flaky.posts = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+    async def run():
+        sampler = ServerSampler(f"openai:{url}", url)
+        try:
+            return await sampler.sample("Q: capital of France?\nA:", 3, 1.0, 8, 7), sampler
+        finally:
+            await sampler.aclose()
+
+    try:
+        sampled, sampler = asyncio.run(run())
+    finally:
+        server.shutdown()
+    assert sampled.greedy == "Paris" and sampled.samples == ("Paris",) * 3
+    # two 503s, then the greedy request and one request with n=3
+    assert len(_Flaky.posts) == 4 and [b["n"] for b in _Flaky.posts[2:]] == [1, 3]
+    assert _Flaky.posts[0]["model"] == "default"  # no /models: any name goes
+    assert sampler.describe()["n_per_request"] is True
+
+
 def test_probing_through_llama_cpps_server_agrees_with_in_process(llama_server, tmp_path):
     seeds = write_jsonl(
         tmp_path / "s.jsonl",

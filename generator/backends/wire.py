@@ -1,12 +1,13 @@
-"""The backend's HTTP: JSON bodies POSTed to OpenAI-compatible endpoints, one aiohttp
-session (one pool of kept-alive connections) for every replica of a run.
+"""hedgerow's HTTP: JSON to and from OpenAI-compatible endpoints, for the backend, the
+scorer and the probe (`openai:URL`), each with one aiohttp session (one pool of
+kept-alive connections) for every replica it asks.
 
 The openai SDK carried these requests before. Its per-request work (building a request
 object, walking the connection pool, typing the reply) was most of the client's CPU
 (about 70% in a profile of the whole pipeline). Sending alone, 32 at a time to an
 endpoint answering in 0.2 s, it reached 0.91-0.93 of concurrency / latency where this
-client reaches 0.95-0.96 (benchmarks/openai_concurrency.py). What the backend needs of
-HTTP is small: a POST, the status, the body, a Retry-After.
+client reaches 0.95-0.97 (benchmarks/openai_concurrency.py). What hedgerow needs of
+HTTP is small: a POST (a GET for /models), the status, the body, a Retry-After.
 
 Failures come out as three kinds, each with the words the run's summary counts it by:
 `Timeout` (no reply within the timeout), `Unreachable` (refused, no such host, or the
@@ -17,9 +18,11 @@ and the server did not say it was (a `json.JSONDecodeError` when it did).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import urllib.request
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,8 +49,8 @@ class StatusError(WireError):
         self.status_code = status
         self.body = body  # the server's error object (its "error" member), or its text
         self.headers = headers
-        said = body.get("message", body) if isinstance(body, dict) else body
-        super().__init__(f"HTTP {status}: {said}")
+        self.message = body.get("message", body) if isinstance(body, dict) else body
+        super().__init__(f"HTTP {status}: {self.message}")
 
 
 def _error_body(text: str) -> Any:
@@ -131,12 +134,17 @@ class Client:
         return self._proxies[where]
 
     async def post(self, url: str, body: dict[str, Any]) -> Any:
+        return await self._call("POST", url, jsontext.dumps(body, ensure_ascii=False).encode())
+
+    async def get(self, url: str) -> Any:
+        return await self._call("GET", url, None)
+
+    async def _call(self, method: str, url: str, data: bytes | None) -> Any:
         import aiohttp
 
         session = self._session or self._open()
-        data = jsontext.dumps(body, ensure_ascii=False).encode()
         try:
-            async with session.post(url, data=data, proxy=self._proxy(url)) as response:
+            async with session.request(method, url, data=data, proxy=self._proxy(url)) as response:
                 raw = await response.read()
                 status, headers = response.status, response.headers
                 declared = "json" in response.content_type
@@ -158,3 +166,25 @@ class Client:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def persist(
+    send: Callable[[int], Awaitable[Any]], attempts: int, retry_unreachable: bool = True
+) -> Any:
+    """`send(attempt)` (1, 2, …) again after no reply, a lost connection, a 5xx or a 429,
+    0.5 s, 1 s, 2 s… apart, at most `attempts` times in all; then its last error. With
+    `retry_unreachable` False, a server that cannot be reached is raised at once (a first
+    contact: a wrong URL, or a server not started). The scorer's and the probe's servers
+    are asked this way; the backend keeps a fuller budget of its own (Retry-After,
+    rate-limit patience)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await send(attempt)
+        except (Timeout, Unreachable, StatusError) as e:
+            if isinstance(e, StatusError) and e.status_code != 429 and e.status_code < 500:
+                raise
+            if not retry_unreachable and isinstance(e, Unreachable):
+                raise
+            if attempt == attempts:
+                raise
+        await asyncio.sleep(0.5 * 2 ** (attempt - 1))

@@ -14,7 +14,9 @@ from typing import Any
 from generator.errors import ScorerError, param
 from generator.probe import Sampler
 from generator.probe.sampling import Sampled
-from generator.scoring.server import replicas
+from generator.scoring.server import _snippet, replicas
+
+ATTEMPTS = 5  # sends of one request that gets no reply, a 5xx or a 429
 
 
 class ServerSampler(Sampler):
@@ -30,7 +32,7 @@ class ServerSampler(Sampler):
         self.urls = replicas(url)
         self.api_key = api_key
         self.timeout = timeout
-        self._clients: list = []  # one per URL
+        self._client = None  # generator.backends.wire.Client, one session for every URL
         self._model: str | None = None  # the first server's model: the replicas serve it too
         self._turn = 0
         self._n: bool | None = None  # does the server return n choices for n?
@@ -43,65 +45,72 @@ class ServerSampler(Sampler):
         return ScorerError(f"{param('probe')} {self.spec}: {what}")
 
     async def _setup(self) -> None:
-        import openai
+        from generator.backends.wire import Client, StatusError, Timeout, Unreachable, persist
 
-        if not self._clients:
-            self._clients = [
-                openai.AsyncOpenAI(
-                    base_url=url,
-                    api_key=self.api_key or "none",
-                    timeout=self.timeout,
-                    max_retries=4,
-                )
-                for url in self.urls
-            ]
+        if self._client is None:
+            self._client = Client(self.api_key, self.timeout)
         if self._model is None:
             model = None  # the first server's: the replicas serve it too
-            for url, client in zip(self.urls, self._clients, strict=True):
-                try:  # each URL once now: one that cannot be reached is said at once
-                    listed = await client.models.list()
-                    ids = [m.id for m in listed.data]
-                except (openai.APIConnectionError, openai.APITimeoutError) as e:
+            for url in self.urls:  # each URL once now: one that cannot be reached is said at once
+                try:
+                    listed = await persist(
+                        lambda _, url=url: self._client.get(url + "/models"),
+                        ATTEMPTS,
+                        retry_unreachable=False,
+                    )
+                    ids = [m["id"] for m in listed["data"]]
+                except (Unreachable, Timeout) as e:
                     raise self._fail(
-                        f"cannot reach {url} ({e.__class__.__name__}); start the server "
-                        "or fix the URL (it ends in /v1)"
+                        f"cannot reach {url} ({e}); start the server or fix the URL (it ends "
+                        "in /v1)"
                     ) from None
-                except (openai.APIStatusError, AttributeError, TypeError, ValueError):
+                except (StatusError, KeyError, TypeError, ValueError):
                     ids = []  # no usable /models: the server takes any name
-                model = model or (ids[0] if ids else "default")
+                model = model or (ids[0] if ids and isinstance(ids[0], str) else "default")
             self._model = model
+
+    def _lost(self, url: str, error: Exception) -> ScorerError:
+        return self._fail(
+            f"lost {url} ({error}); probed seeds are saved, run the same command again to resume"
+        )
 
     async def _ask(
         self, to: int, frame: str, n: int, temperature: float, max_tokens: int, seed: int
     ):
-        import openai
+        from generator.backends.wire import StatusError, Timeout, Unreachable, persist
 
+        url = self.urls[to]
+        body = {
+            "model": self._model,
+            "prompt": frame,
+            "n": n,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "seed": seed,
+            "stop": ["\n"],
+        }
         try:
             async with self._slots:
-                reply = await self._clients[to].completions.create(
-                    model=self._model,
-                    prompt=frame,
-                    n=n,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    seed=seed,
-                    stop=["\n"],
+                reply = await persist(
+                    lambda _: self._client.post(url + "/completions", body), ATTEMPTS
                 )
-        except (openai.APIConnectionError, openai.APITimeoutError) as e:
-            raise self._fail(
-                f"lost {self.urls[to]} ({e.__class__.__name__}); probed seeds are saved, run the "
-                "same command again to resume"
-            ) from None
-        except openai.APIStatusError as e:
+        except (Timeout, Unreachable) as e:
+            raise self._lost(url, e) from None
+        except StatusError as e:
             raise self._fail(f"the server answered HTTP {e.status_code} ({e.message})") from None
-        except (AttributeError, TypeError, ValueError) as e:  # a body that is not the API's
+        except ValueError as e:  # said to be JSON, and not
             raise self._fail(f"the server's answer is not a completion ({e})") from None
-        choices = getattr(reply, "choices", None)
+        choices = reply.get("choices") if isinstance(reply, dict) else None
         if not isinstance(choices, list) or not choices:
+            if not isinstance(reply, dict):
+                raise self._fail(
+                    f"the server's answer is not a completion ({_snippet(str(reply))}); give "
+                    "the URL of its OpenAI API, which ends in /v1"
+                )
             raise self._fail("the server answered a completion with no choices")
         texts = []
         for choice in choices:
-            text = getattr(choice, "text", None)
+            text = choice.get("text") if isinstance(choice, dict) else None
             if not isinstance(text, str):
                 raise self._fail("the server answered a choice with no text")
             texts.append(text.split("\n", 1)[0].strip())
@@ -128,6 +137,6 @@ class ServerSampler(Sampler):
         return Sampled(greedy, tuple(samples))
 
     async def aclose(self) -> None:
-        for client in self._clients:
-            await client.close()
-        self._clients = []
+        if self._client is not None:
+            await self._client.close()
+        self._client = None

@@ -7,8 +7,9 @@ server whose echo has no logprobs is asked again with vLLM's `prompt_logprobs: 0
 decoded tokens are laid back from the end of the text to find their offsets. This is the
 way to big base models and many machines (`openai:URL1,URL2`: replicas in turn).
 
-Bodies are read raw and parsed here, so a server that answers an HTML page, a body that
-is not JSON or offsets that miss the text gets a one-line error saying what it did wrong.
+Requests go through the backend's HTTP client (`generator.backends.wire`), and every
+answer is checked here, so a server that answers an HTML page, a body that is not JSON or
+offsets that miss the text gets a one-line error saying what it did wrong.
 A request that gets no answer within `timeout` seconds (or loses its connection, or
 gets a 5xx or 429) is sent again, at most ATTEMPTS times in all, and then is an error for
 the whole run: a stalled server is not a property of one text, and a run that went on
@@ -19,9 +20,8 @@ same command resumes once the server answers.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from generator import jsontext
@@ -76,7 +76,7 @@ class ServerScorer(Scorer):
         self.api_key = api_key
         self.concurrency = concurrency
         self.timeout = timeout
-        self._clients: list = []  # one per URL
+        self._client = None  # generator.backends.wire.Client, one session for every URL
         self._model: str | None = None  # the first server's model: the replicas serve it too
         self._turn = 0
         # vLLM's own form: prompt logprobs asked as `prompt_logprobs` in the body, once an
@@ -94,38 +94,42 @@ class ServerScorer(Scorer):
         return ScorerError(f"{param('scorer')} {self.spec}: {what}")
 
     async def _send(
-        self, what: str, request: Callable[[], Awaitable[Any]], url: str, connect: bool = False
-    ):
-        """`request()` to `url`, sent again after a timeout, a lost connection, a 5xx or a
-        429, at most ATTEMPTS times; `connect`: the first contact, where a refused
-        connection is a wrong URL or a server not started, said at once."""
-        import openai
+        self, what: str, url: str, route: str, body: dict | None = None, connect: bool = False
+    ) -> Any:
+        """POST `body` to `url` + `route` (GET without one), sent again after a timeout, a lost
+        connection, a 5xx or a 429, at most ATTEMPTS times; `connect`: the first contact,
+        where a server that cannot be reached is a wrong URL or one not started, said at
+        once."""
+        from generator.backends.wire import StatusError, Timeout, Unreachable, persist
 
-        for attempt in range(1, ATTEMPTS + 1):
+        async def once(attempt: int):
             key = object()
             self._waiting[key] = (time.monotonic(), attempt, url)
             try:
-                return await request()
-            except openai.APITimeoutError:
-                failed = f"gave no answer to {what} within --timeout {self.timeout:g} s"
-            except openai.APIConnectionError as e:
-                if connect:
-                    raise self._fail(
-                        f"cannot reach {url} ({e.__class__.__name__}); start the server "
-                        "or fix the URL (it ends in /v1)"
-                    ) from None
-                failed = f"dropped the connection during {what}"
-            except (openai.InternalServerError, openai.RateLimitError) as e:
-                failed = f"answered {what} with HTTP {e.status_code} ({e.message})"
+                if body is None:
+                    return await self._client.get(url + route)
+                return await self._client.post(url + route, body)
             finally:
                 del self._waiting[key]
-            if attempt < ATTEMPTS:
-                await asyncio.sleep(0.5 * 2 ** (attempt - 1))
+
+        try:
+            return await persist(once, ATTEMPTS, retry_unreachable=not connect)
+        except Unreachable as e:
+            if connect:
+                raise self._fail(
+                    f"cannot reach {url} ({e}); start the server or fix the URL (it ends in /v1)"
+                ) from None
+            failed = f"dropped the connection during {what}"
+        except Timeout:
+            failed = f"gave no answer to {what} within --timeout {self.timeout:g} s"
+        except StatusError as e:
+            if e.status_code != 429 and e.status_code < 500:
+                raise
+            failed = f"answered {what} with HTTP {e.status_code} ({e.message})"
         raise self._fail(
             f"the server {failed}, {ATTEMPTS} times; check that the server is up and not "
             f"overloaded, or raise {param('timeout')} (work done so far is kept: run the same "
-            "command "
-            "again to resume)"
+            "command again to resume)"
         )
 
     async def _watch(self) -> None:
@@ -150,49 +154,32 @@ class ServerScorer(Scorer):
                 self.on_wait("")
                 self._said = False
 
-    def _json(self, raw, what: str) -> Any:
-        """The body of a 200 answer as JSON, or an error saying what came instead."""
-        text = raw.text
-        try:
-            return json.loads(text)
-        except ValueError:
-            pass
-        kind = raw.headers.get("content-type", "")
-        if "html" in kind or text.lstrip().startswith("<"):
-            raise self._fail(
+    def _not_json(self, text: str, what: str) -> ScorerError:
+        """The error for a 200 answer whose body is not JSON: an HTML page, or else."""
+        if text.lstrip().startswith("<"):
+            return self._fail(
                 f"{what} answered with an HTML page, not JSON ({_snippet(text)}); "
                 "give the URL of the server's OpenAI API, which ends in /v1"
             )
-        raise self._fail(
+        return self._fail(
             f"{what} answered with a body that is not JSON ({_snippet(text)}); "
             "give the URL of an OpenAI-compatible server's API, which ends in /v1"
         )
 
     async def _setup(self) -> None:
-        import openai
+        from generator.backends.wire import Client, StatusError
 
-        if not self._clients:
-            self._clients = [
-                openai.AsyncOpenAI(
-                    base_url=url,
-                    api_key=self.api_key or "none",  # a local server wants no key
-                    timeout=self.timeout,
-                    max_retries=0,  # retried in _send, where the wait is seen and bounded
-                )
-                for url in self.urls
-            ]
+        if self._client is None:
+            self._client = Client(self.api_key, self.timeout)  # a local server wants no key
             # every replica takes a share of the requests in flight
             self._slots = asyncio.Semaphore(self.concurrency * len(self.urls))
         if self._model is None:
             model = None  # the first server's: the replicas serve it too
-            for url, client in zip(self.urls, self._clients, strict=True):
-                try:  # each URL once now: one that cannot be reached is said at once
-                    raw = await self._send(
-                        "GET /models", client.models.with_raw_response.list, url, connect=True
-                    )
-                    listed = json.loads(raw.text)
+            for url in self.urls:  # each URL once now: one that cannot be reached is said at once
+                try:
+                    listed = await self._send("GET /models", url, "/models", connect=True)
                     ids = [m["id"] for m in listed["data"]]
-                except openai.APIStatusError:
+                except StatusError:
                     ids = []  # no /models: the server takes any name
                 except (ValueError, KeyError, TypeError):
                     ids = []  # an odd listing: /completions will say what is wrong, if anything
@@ -211,33 +198,30 @@ class ServerScorer(Scorer):
                 await asyncio.gather(watch, return_exceptions=True)
 
     async def _one(self, prefix: str, whole: str) -> Fit | None:
-        import openai
+        from generator.backends.wire import StatusError
 
         left, right = 0, len(whole)  # the slice sent; shrunk while the server says too long
         self._turn += 1
-        to = self._turn % len(self.urls)  # this text's replica
-        url, client = self.urls[to], self._clients[to]
+        url = self.urls[self._turn % len(self.urls)]  # this text's replica
         for _ in range(40):
             sent = whole[left:right]
-
             vllm = self._prompt_logprobs  # what this request asks for
-
-            async def request(sent=sent, vllm=vllm):
-                return await client.completions.with_raw_response.create(
-                    model=self._model,
-                    prompt=sent,
-                    max_tokens=1,
-                    echo=True,
-                    logprobs=1,
-                    temperature=0,
-                    extra_body={"prompt_logprobs": 0} if vllm else None,
-                )
-
+            body = {
+                "model": self._model,
+                "prompt": sent,
+                "max_tokens": 1,
+                "echo": True,
+                "logprobs": 1,
+                "temperature": 0,
+                **({"prompt_logprobs": 0} if vllm else {}),
+            }
             try:
                 async with self._slots:
-                    raw = await self._send("a scoring request", request, url)
-            except openai.BadRequestError as e:
+                    answer = await self._send("a scoring request", url, "/completions", body)
+            except StatusError as e:
                 said = str(e.message)
+                if e.status_code != 400:
+                    raise self._fail(f"the server answered HTTP {e.status_code} ({said})") from None
                 if not any(word in said.lower() for word in _TOO_LONG):
                     raise self._fail(f"the server refused a scoring request ({said})") from None
                 if len(prefix) - left > 1:  # drop half of what is left of the prompt
@@ -247,16 +231,15 @@ class ServerScorer(Scorer):
                 else:
                     raise self._fail(f"the server refuses even a short text ({said})") from None
                 continue
-            except openai.APIStatusError as e:
-                raise self._fail(
-                    f"the server answered HTTP {e.status_code} ({e.message})"
-                ) from None
+            except ValueError as e:  # said to be JSON, and not: the text is in the error
+                raise self._not_json(getattr(e, "doc", ""), "POST /completions") from None
+            if isinstance(answer, str):
+                raise self._not_json(answer, "POST /completions")
             truncated = left > 0 or right < len(whole)
-            body = self._json(raw, "POST /completions")
-            if not vllm and _offsets(body) is None:
+            if not vllm and _offsets(answer) is None:
                 self._prompt_logprobs = True  # no echoed logprobs: ask as vLLM does
                 continue
-            return self._parse(body, sent, len(prefix) - left, truncated)
+            return self._parse(answer, sent, len(prefix) - left, truncated)
         raise self._fail("the server kept saying the text is too long")
 
     def _parse(self, body: Any, sent: str, start: int, truncated: bool) -> Fit | None:
@@ -321,6 +304,6 @@ class ServerScorer(Scorer):
         return offsets[::-1], values[::-1]
 
     async def aclose(self) -> None:
-        for client in self._clients:
-            await client.close()
-        self._clients = []
+        if self._client is not None:
+            await self._client.close()
+        self._client = None
