@@ -164,21 +164,27 @@ class Cluster:
 
     def _fit(self, workers: int | None, cpus: list[int]) -> int:
         """The actors to make: `workers`, or as many of `threads` CPUs each as the nodes
-        hold; a one-line error for more than they hold (Ray would keep the rest waiting
-        for a CPU, and the run with them)."""
+        hold; a one-line error for more than they hold (Ray keeps the rest waiting for a
+        CPU, and the run hangs behind them). Counted from the nodes up now: an
+        autoscaling cluster's nodes must be up before the run."""
         threads = self.threads
         held = sum(c // threads for c in cpus)  # an actor's CPUs are on one node
         where = f"{sum(cpus)} CPUs on {len(cpus)} node{'s' * (len(cpus) != 1)}"
+        if not any(cpus):
+            raise ConfigError(
+                f"{param('engine')} ray: the cluster has no CPUs for workers ({where}); "
+                "start a node with CPUs (`ray start --address HEAD:PORT`) and run again"
+            )
         if not held:
             raise ConfigError(
                 f"{param('ray_threads')} {threads}: no node of the cluster has {threads} CPUs "
-                f"({where}, at most {max(cpus, default=0)} on one); lower {param('ray_threads')}"
+                f"({where}, at most {max(cpus)} on one); lower {param('ray_threads')}"
             )
         if workers is not None and workers > held:
             raise ConfigError(
                 f"{param('ray_workers')} {workers}: the cluster holds {held} workers of "
-                f"{threads} CPU{'s' * (threads != 1)} ({where}), and the rest would wait for "
-                f"a CPU for ever; lower {param('ray_workers')}, or leave it out for {held}"
+                f"{threads} CPU{'s' * (threads != 1)} ({where}), and Ray would keep the rest "
+                f"waiting for a CPU; lower {param('ray_workers')}, or leave it out for {held}"
             )
         return workers or held
 

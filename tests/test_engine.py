@@ -290,6 +290,9 @@ def test_workers_are_counted_node_by_node():
     cluster.threads = 4
     with pytest.raises(ConfigError, match="no node of the cluster has 4 CPUs .*at most 3 on one"):
         cluster._fit(None, [3, 3])
+    cluster.threads = 1  # a head started with --num-cpus 0 and no node beside it
+    with pytest.raises(ConfigError, match=r"no CPUs for workers \(0 CPUs on 1 node\); start a"):
+        cluster._fit(None, [0])
 
 
 def test_an_endpoint_run_on_ray_says_it_is_not_available_yet(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from generator.backends import wire
 from generator.backends.openai import loads_reply
 from generator.backends.protocol import BadResponse, reply_value, retry_after
 from generator.backends.wire import StatusError
@@ -70,6 +71,64 @@ def test_loads_reply_round_trips_any_object_with_chatter(obj):
     assert loads_reply(text) == obj
     assert loads_reply(f"```json\n{text}\n```") == obj
     assert loads_reply(f"Answer: {text}\nDone.") == obj
+
+
+# -- the wire's errors and retries -------------------------------------------------------
+
+
+def test_an_error_page_is_one_short_line_in_a_status_error():
+    page = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>nginx</body>\r\n" * 9
+    error = StatusError(502, page, {})
+    assert "\n" not in error.message and 0 < len(error.message) <= 100
+    assert str(error) == f"HTTP 502: {error.message}"
+    assert StatusError(400, {"message": "too long"}, {}).message == "too long"
+    assert StatusError(500, "", {}).message == "" and str(StatusError(500, "", {})) == "HTTP 500"
+
+
+def test_persist_asks_again_as_long_as_retry_after_says_and_not_after_a_4xx(monkeypatch):
+    import asyncio
+
+    waits = []
+
+    async def no_wait(seconds):
+        waits.append(seconds)
+
+    monkeypatch.setattr(wire.asyncio, "sleep", no_wait)
+    replies = [
+        StatusError(429, {"message": "slow"}, {"retry-after": "7"}),
+        StatusError(503, "busy", {}),
+        wire.Timeout("no reply within 1 s"),
+        {"ok": True},
+    ]
+
+    async def send(attempt):
+        reply = replies[attempt - 1]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    assert asyncio.run(wire.persist(send, 5)) == {"ok": True}
+    assert waits == [7.0, 1.0, 2.0]  # as asked, then 0.5 s doubling from the attempt
+    refused = StatusError(400, {"message": "bad request"}, {})
+
+    async def bad(attempt):
+        waits.append(attempt)
+        raise refused
+
+    waits.clear()
+    with pytest.raises(StatusError):
+        asyncio.run(wire.persist(bad, 5))
+    assert waits == [1]  # a 400 is not asked again
+    unreachable = wire.Unreachable("connection refused")
+
+    async def down(attempt):
+        waits.append(attempt)
+        raise unreachable
+
+    waits.clear()
+    with pytest.raises(wire.Unreachable):
+        asyncio.run(wire.persist(down, 5, retry_unreachable=False))
+    assert waits == [1]
 
 
 # -- retry_after -------------------------------------------------------------------------

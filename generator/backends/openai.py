@@ -30,7 +30,6 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from generator.backends.cache import ResponseCache, request_key
 from generator.backends.protocol import (
@@ -46,7 +45,14 @@ from generator.backends.protocol import (
     retry_after,
 )
 from generator.backends.throttle import Throttle
-from generator.backends.wire import Client, StatusError, Timeout, Unreachable
+from generator.backends.wire import (
+    Client,
+    StatusError,
+    Timeout,
+    Unreachable,
+    check_url,
+    transient,
+)
 from generator.errors import ConfigError, param
 from generator.generators import Ask, Generator, ReplyError
 from generator.templates import Prompts
@@ -421,10 +427,8 @@ def _rate_limited(error: BaseException | None) -> bool:
 
 
 def _retryable(error: BaseException) -> bool:
-    """Worth asking again: no reply, a garbled one, a rate limit or a server error."""
-    if isinstance(error, StatusError):
-        return error.status_code == 429 or error.status_code >= 500
-    return isinstance(error, Timeout | Unreachable | BadResponse)
+    """Worth asking again: what the wire calls transient, or a garbled reply."""
+    return isinstance(error, BadResponse) or transient(error)
 
 
 def resolve(settings: Settings, dry_run: bool = False) -> Settings:
@@ -443,18 +447,3 @@ def resolve(settings: Settings, dry_run: bool = False) -> Settings:
             f"{param('base_urls')} for a local server that needs none"
         )
     return replace(settings, base_urls=urls)
-
-
-def check_url(url: str, where: str) -> None:
-    """A one-line error, before anything is sent, for an endpoint that is not an http(s) URL."""
-    try:
-        parts = urlsplit(url)
-        good = parts.scheme in ("http", "https") and bool(parts.hostname)
-        parts.port  # noqa: B018  (raises on a port that is not a number)
-    except ValueError:
-        good = False
-    if not good:
-        raise ConfigError(
-            f"{where} {url!r} is not an http(s) URL; give the endpoint's address, "
-            "e.g. http://localhost:8000/v1"
-        )

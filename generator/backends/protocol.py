@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
-from generator import jsontext
 from generator.backends.wire import StatusError, Timeout, Unreachable, one_line
+from generator.backends.wire import retry_after as retry_after  # the backend's import
 
 if TYPE_CHECKING:
     from generator.generators import Ask
@@ -60,28 +58,6 @@ def response_format(form: str, ask: Ask) -> dict[str, Any]:
     return {}
 
 
-def retry_after(error: BaseException) -> float | None:
-    """Seconds a server asked us to wait (Retry-After / retry-after-ms), if it said."""
-    headers = getattr(error, "headers", None)
-    if not headers:
-        return None
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
 def about_format(error: BaseException) -> bool:
     """A refusal of the response format (a server without this form of structured output)."""
     text = str(getattr(error, "body", "") or "") + " " + str(error)
@@ -95,13 +71,8 @@ def cause(error: BaseException, timeout: float) -> str:
     summary counts failures by them)."""
     if isinstance(error, Timeout):
         return f"no reply within {timeout:g} s (--timeout)"
-    if isinstance(error, Unreachable):
+    if isinstance(error, Unreachable | StatusError):  # "HTTP 500: what it said", short
         return str(error)
-    if isinstance(error, StatusError):
-        body = error.body  # the server's error object, or its text when it is not JSON
-        said = body.get("message", jsontext.dumps(body)) if isinstance(body, dict) else body
-        said = one_line(Exception(said))[:100] if isinstance(said, str) and said.strip() else ""
-        return f"HTTP {error.status_code}" + (f": {said}" if said else "")
     return one_line(error)
 
 

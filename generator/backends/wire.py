@@ -21,12 +21,15 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 import urllib.request
 from collections.abc import Awaitable, Callable
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from generator import __version__, jsontext
+from generator.errors import ConfigError
 
 
 class WireError(Exception):
@@ -49,8 +52,10 @@ class StatusError(WireError):
         self.status_code = status
         self.body = body  # the server's error object (its "error" member), or its text
         self.headers = headers
-        self.message = body.get("message", body) if isinstance(body, dict) else body
-        super().__init__(f"HTTP {status}: {self.message}")
+        # what it said, on one line and short: an HTML error page must not fill a message
+        said = body.get("message", jsontext.dumps(body)) if isinstance(body, dict) else body
+        self.message = " ".join(said.split())[:100] if isinstance(said, str) else ""
+        super().__init__(f"HTTP {status}" + (f": {self.message}" if self.message else ""))
 
 
 def _error_body(text: str) -> Any:
@@ -88,8 +93,52 @@ def one_line(error: BaseException) -> str:
     return text[:300]
 
 
+def retry_after(error: BaseException) -> float | None:
+    """Seconds a server asked us to wait (Retry-After / retry-after-ms), if it said."""
+    headers = getattr(error, "headers", None)
+    if not headers:
+        return None
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def transient(error: BaseException) -> bool:
+    """A failure worth asking again: no reply, a lost connection, a 408, a 429 or a 5xx."""
+    if isinstance(error, StatusError):
+        return error.status_code in (408, 429) or error.status_code >= 500
+    return isinstance(error, Timeout | Unreachable)
+
+
+def check_url(url: str, where: str) -> None:
+    """A one-line error, before anything is sent, for an endpoint that is not an http(s) URL."""
+    try:
+        parts = urlsplit(url)
+        good = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        good = False
+    if not good:
+        raise ConfigError(
+            f"{where} {url!r} is not an http(s) URL; give the endpoint's address, "
+            "e.g. http://localhost:8000/v1"
+        )
+
+
 class Client:
-    """POSTs JSON and returns the reply; made lazily inside the running event loop (an
+    """POSTs JSON (or GETs) and returns the reply; made lazily inside the running event loop (an
     aiohttp session belongs to the loop it was made in), closed by `close`."""
 
     def __init__(self, api_key: str | None, timeout: float, headers: dict | None = None):
@@ -171,20 +220,19 @@ class Client:
 async def persist(
     send: Callable[[int], Awaitable[Any]], attempts: int, retry_unreachable: bool = True
 ) -> Any:
-    """`send(attempt)` (1, 2, …) again after no reply, a lost connection, a 5xx or a 429,
-    0.5 s, 1 s, 2 s… apart, at most `attempts` times in all; then its last error. With
-    `retry_unreachable` False, a server that cannot be reached is raised at once (a first
-    contact: a wrong URL, or a server not started). The scorer's and the probe's servers
-    are asked this way; the backend keeps a fuller budget of its own (Retry-After,
-    rate-limit patience)."""
+    """`send(attempt)` (1, 2, …) again after a `transient` failure, 0.5 s, 1 s, 2 s… apart
+    (or as long as a Retry-After asks, at most 60 s), at most `attempts` times in all;
+    then its last error. With `retry_unreachable` False, a server that cannot be reached
+    is raised at once (a first contact: a wrong URL, or a server not started). The
+    scorer's and the probe's servers are asked this way; the backend keeps a fuller
+    budget of its own (rate-limit patience, a circuit breaker, garbled replies)."""
     for attempt in range(1, attempts + 1):
         try:
             return await send(attempt)
-        except (Timeout, Unreachable, StatusError) as e:
-            if isinstance(e, StatusError) and e.status_code != 429 and e.status_code < 500:
+        except WireError as e:
+            if not transient(e) or attempt == attempts:
                 raise
             if not retry_unreachable and isinstance(e, Unreachable):
                 raise
-            if attempt == attempts:
-                raise
-        await asyncio.sleep(0.5 * 2 ** (attempt - 1))
+            asked = retry_after(e)  # a 429's Retry-After, as the server asked (at most 60 s)
+            await asyncio.sleep(min(60.0, asked) if asked is not None else 0.5 * 2 ** (attempt - 1))

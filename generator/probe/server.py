@@ -9,12 +9,13 @@ one model) takes the seeds in turn: all of one seed's requests go to one URL.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from generator.errors import ScorerError, param
 from generator.probe import Sampler
 from generator.probe.sampling import Sampled
-from generator.scoring.server import _snippet, replicas
+from generator.scoring.server import cannot_reach, first_model, replicas, snippet
 
 ATTEMPTS = 5  # sends of one request that gets no reply, a 5xx or a 429
 
@@ -29,7 +30,7 @@ class ServerSampler(Sampler):
         concurrency: int = 8,
     ):
         self.spec = spec
-        self.urls = replicas(url)
+        self.urls = replicas(url, param("probe"))
         self.api_key = api_key
         self.timeout = timeout
         self._client = None  # generator.backends.wire.Client, one session for every URL
@@ -58,15 +59,11 @@ class ServerSampler(Sampler):
                         ATTEMPTS,
                         retry_unreachable=False,
                     )
-                    ids = [m["id"] for m in listed["data"]]
                 except (Unreachable, Timeout) as e:
-                    raise self._fail(
-                        f"cannot reach {url} ({e}); start the server or fix the URL (it ends "
-                        "in /v1)"
-                    ) from None
-                except (StatusError, KeyError, TypeError, ValueError):
-                    ids = []  # no usable /models: the server takes any name
-                model = model or (ids[0] if ids and isinstance(ids[0], str) else "default")
+                    raise self._fail(cannot_reach(url, e)) from None
+                except (StatusError, json.JSONDecodeError):
+                    listed = None  # no /models: the server takes any name
+                model = model or first_model(listed) or "default"
             self._model = model
 
     def _lost(self, url: str, error: Exception) -> ScorerError:
@@ -98,13 +95,13 @@ class ServerSampler(Sampler):
             raise self._lost(url, e) from None
         except StatusError as e:
             raise self._fail(f"the server answered HTTP {e.status_code} ({e.message})") from None
-        except ValueError as e:  # said to be JSON, and not
+        except json.JSONDecodeError as e:  # said to be JSON, and not
             raise self._fail(f"the server's answer is not a completion ({e})") from None
         choices = reply.get("choices") if isinstance(reply, dict) else None
         if not isinstance(choices, list) or not choices:
             if not isinstance(reply, dict):
                 raise self._fail(
-                    f"the server's answer is not a completion ({_snippet(str(reply))}); give "
+                    f"the server's answer is not a completion ({snippet(str(reply))}); give "
                     "the URL of its OpenAI API, which ends in /v1"
                 )
             raise self._fail("the server answered a completion with no choices")

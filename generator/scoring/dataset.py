@@ -192,7 +192,7 @@ def score_dataset(
                 progress(done, total)
             rows = _rows(paths, prompt_column, response_column)
             with partial.open("a", encoding="utf-8") as fh:
-                # one event loop for the scorer and the probe (an openai client is bound
+                # one event loop for the scorer and the probe (an HTTP session is bound
                 # to the loop it was made in)
                 if cluster is not None:
                     exemplars = measures.probe.pool if measures.probe is not None else None

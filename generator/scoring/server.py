@@ -11,8 +11,8 @@ Requests go through the backend's HTTP client (`generator.backends.wire`), and e
 answer is checked here, so a server that answers an HTML page, a body that is not JSON or
 offsets that miss the text gets a one-line error saying what it did wrong.
 A request that gets no answer within `timeout` seconds (or loses its connection, or
-gets a 5xx or 429) is sent again, at most ATTEMPTS times in all, and then is an error for
-the whole run: a stalled server is not a property of one text, and a run that went on
+gets a 408, a 429 or a 5xx) is sent again, at most ATTEMPTS times in all, and then is an
+error for the whole run: a stalled server is not a property of one text, and a run that went on
 without fits would rank some candidates and not others. Finished work is kept, so the
 same command resumes once the server answers.
 """
@@ -20,6 +20,7 @@ same command resumes once the server answers.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -36,14 +37,33 @@ WATCH = 0.5  # seconds between looks at how long requests have waited (for on_wa
 NOTE_AFTER = 5.0  # a request waiting this long (or half the timeout) is shown as waiting
 
 
-def _snippet(text: str, size: int = 60) -> str:
+def snippet(text: str, size: int = 60) -> str:
     text = " ".join(text.split())
     return repr(text[:size] + ("…" if len(text) > size else ""))
 
 
-def replicas(url: str) -> list[str]:
-    """The URLs of `openai:URL1,URL2` (replicas of one model), without trailing slashes."""
-    return [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
+def replicas(url: str, where: str) -> list[str]:
+    """The URLs of `openai:URL1,URL2` (replicas of one model), without trailing slashes; a
+    one-line error (naming `where`, the option) for one that is not an http(s) URL."""
+    from generator.backends.wire import check_url
+
+    urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
+    for one in urls:
+        check_url(one, where)
+    return urls
+
+
+def first_model(listing: Any) -> str | None:
+    """The first model a GET /models answer lists, or None when it lists none usable (the
+    server then takes any name)."""
+    data = listing.get("data") if isinstance(listing, dict) else None
+    first = data[0] if isinstance(data, list) and data else None
+    model = first.get("id") if isinstance(first, dict) else None
+    return model if isinstance(model, str) else None
+
+
+def cannot_reach(url: str, error: Exception) -> str:
+    return f"cannot reach {url} ({error}); start the server or fix the URL (it ends in /v1)"
 
 
 def _offsets(body: Any) -> tuple[list, list] | None:
@@ -72,7 +92,7 @@ class ServerScorer(Scorer):
         timeout: float = TIMEOUT,
     ):
         super().__init__(spec, prompts)
-        self.urls = replicas(url)
+        self.urls = replicas(url, param("scorer"))
         self.api_key = api_key
         self.concurrency = concurrency
         self.timeout = timeout
@@ -100,7 +120,7 @@ class ServerScorer(Scorer):
         connection, a 5xx or a 429, at most ATTEMPTS times; `connect`: the first contact,
         where a server that cannot be reached is a wrong URL or one not started, said at
         once."""
-        from generator.backends.wire import StatusError, Timeout, Unreachable, persist
+        from generator.backends.wire import StatusError, Timeout, Unreachable, persist, transient
 
         async def once(attempt: int):
             key = object()
@@ -116,14 +136,12 @@ class ServerScorer(Scorer):
             return await persist(once, ATTEMPTS, retry_unreachable=not connect)
         except Unreachable as e:
             if connect:
-                raise self._fail(
-                    f"cannot reach {url} ({e}); start the server or fix the URL (it ends in /v1)"
-                ) from None
+                raise self._fail(cannot_reach(url, e)) from None
             failed = f"dropped the connection during {what}"
         except Timeout:
             failed = f"gave no answer to {what} within --timeout {self.timeout:g} s"
         except StatusError as e:
-            if e.status_code != 429 and e.status_code < 500:
+            if not transient(e):
                 raise
             failed = f"answered {what} with HTTP {e.status_code} ({e.message})"
         raise self._fail(
@@ -158,11 +176,11 @@ class ServerScorer(Scorer):
         """The error for a 200 answer whose body is not JSON: an HTML page, or else."""
         if text.lstrip().startswith("<"):
             return self._fail(
-                f"{what} answered with an HTML page, not JSON ({_snippet(text)}); "
+                f"{what} answered with an HTML page, not JSON ({snippet(text)}); "
                 "give the URL of the server's OpenAI API, which ends in /v1"
             )
         return self._fail(
-            f"{what} answered with a body that is not JSON ({_snippet(text)}); "
+            f"{what} answered with a body that is not JSON ({snippet(text)}); "
             "give the URL of an OpenAI-compatible server's API, which ends in /v1"
         )
 
@@ -178,12 +196,9 @@ class ServerScorer(Scorer):
             for url in self.urls:  # each URL once now: one that cannot be reached is said at once
                 try:
                     listed = await self._send("GET /models", url, "/models", connect=True)
-                    ids = [m["id"] for m in listed["data"]]
-                except StatusError:
-                    ids = []  # no /models: the server takes any name
-                except (ValueError, KeyError, TypeError):
-                    ids = []  # an odd listing: /completions will say what is wrong, if anything
-                model = model or (ids[0] if ids and isinstance(ids[0], str) else "default")
+                except (StatusError, json.JSONDecodeError):
+                    listed = None  # no /models: the server takes any name
+                model = model or first_model(listed) or "default"
             self._model = model
 
     async def _score(self, pairs: Sequence[tuple[str, str]]) -> list[Fit | None]:
@@ -231,8 +246,8 @@ class ServerScorer(Scorer):
                 else:
                     raise self._fail(f"the server refuses even a short text ({said})") from None
                 continue
-            except ValueError as e:  # said to be JSON, and not: the text is in the error
-                raise self._not_json(getattr(e, "doc", ""), "POST /completions") from None
+            except json.JSONDecodeError as e:  # said to be JSON, and not
+                raise self._not_json(e.doc, "POST /completions") from None
             if isinstance(answer, str):
                 raise self._not_json(answer, "POST /completions")
             truncated = left > 0 or right < len(whole)
@@ -248,7 +263,7 @@ class ServerScorer(Scorer):
         if not choices or not isinstance(choices[0], dict):
             raise self._fail(
                 "POST /completions answered JSON without choices "
-                f"({_snippet(jsontext.dumps(body))}); it must be an OpenAI-compatible completions "
+                f"({snippet(jsontext.dumps(body))}); it must be an OpenAI-compatible completions "
                 "endpoint"
             )
         found = _offsets(body) or self._aligned(choices[0].get("prompt_logprobs"), sent)
