@@ -17,7 +17,7 @@ from generator.probe import Sampler
 from generator.probe.sampling import Sampled
 from generator.scoring.server import cannot_reach, first_model, replicas, snippet
 
-ATTEMPTS = 5  # sends of one request that gets no reply, a 5xx or a 429
+ATTEMPTS = 5  # sends of one request that fails as wire.transient says (no reply, 429, 5xx…)
 
 
 class ServerSampler(Sampler):
