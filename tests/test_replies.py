@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from generator.backends import wire
 from generator.backends.openai import loads_reply
-from generator.backends.protocol import BadResponse, reply_value, retry_after
-from generator.backends.wire import StatusError
+from generator.backends.protocol import BadResponse, reply_value
+from generator.backends.wire import StatusError, retry_after
 from generator.checks import Checker, final_answer, keeps_content, same_final_answer
 from generator.generators import Ask, ReplyError
 from generator.generators.hedge import Hedge

@@ -42,7 +42,6 @@ from generator.backends.protocol import (
     one_line,
     reply_value,
     request,
-    retry_after,
 )
 from generator.backends.throttle import Throttle
 from generator.backends.wire import (
@@ -51,6 +50,7 @@ from generator.backends.wire import (
     Timeout,
     Unreachable,
     check_url,
+    retry_after,
     transient,
 )
 from generator.errors import ConfigError, param

@@ -11,7 +11,6 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from generator.backends.wire import StatusError, Timeout, Unreachable, one_line
-from generator.backends.wire import retry_after as retry_after  # the backend's import
 
 if TYPE_CHECKING:
     from generator.generators import Ask

@@ -66,11 +66,6 @@ class ServerSampler(Sampler):
                 model = model or first_model(listed) or "default"
             self._model = model
 
-    def _lost(self, url: str, error: Exception) -> ScorerError:
-        return self._fail(
-            f"lost {url} ({error}); probed seeds are saved, run the same command again to resume"
-        )
-
     async def _ask(
         self, to: int, frame: str, n: int, temperature: float, max_tokens: int, seed: int
     ):
@@ -92,7 +87,9 @@ class ServerSampler(Sampler):
                     lambda _: self._client.post(url + "/completions", body), ATTEMPTS
                 )
         except (Timeout, Unreachable) as e:
-            raise self._lost(url, e) from None
+            raise self._fail(
+                f"lost {url} ({e}); probed seeds are saved, run the same command again to resume"
+            ) from None
         except StatusError as e:
             raise self._fail(f"the server answered HTTP {e.status_code} ({e.message})") from None
         except json.JSONDecodeError as e:  # said to be JSON, and not

@@ -116,8 +116,8 @@ class ServerScorer(Scorer):
     async def _send(
         self, what: str, url: str, route: str, body: dict | None = None, connect: bool = False
     ) -> Any:
-        """POST `body` to `url` + `route` (GET without one), sent again after a timeout, a lost
-        connection, a 5xx or a 429, at most ATTEMPTS times; `connect`: the first contact,
+        """POST `body` to `url` + `route` (GET without one), sent again after a failure
+        `wire.transient` names, at most ATTEMPTS times; `connect`: the first contact,
         where a server that cannot be reached is a wrong URL or one not started, said at
         once."""
         from generator.backends.wire import StatusError, Timeout, Unreachable, persist, transient
